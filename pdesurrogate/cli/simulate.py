@@ -29,7 +29,8 @@ class GridConfig:
 
 @dataclasses.dataclass(frozen=True)
 class MediumConfig:
-    phantom: str = dataclasses.field(default="breast", metadata=spec(choices=("breast", "homogeneous", "file")))
+    phantom: str = dataclasses.field(default="breast", metadata=spec(
+        choices=("breast", "brain", "grf", "ellipses", "homogeneous", "file")))
     seed: int = dataclasses.field(default=0, metadata=spec(min=0))
     sound_speed: float = dataclasses.field(default=1500.0, metadata=spec(min=1.0, max=1e4, unit="m/s"))
     density: float = dataclasses.field(default=1000.0, metadata=spec(min=1e-3, max=1e5, unit="kg/m^3"))
@@ -90,10 +91,14 @@ def _medium_arrays(cfg: AcousticSimulation, shape: tuple[int, ...]) -> tuple[np.
             raise ValueError("config.medium.path: required when phantom = 'file' (an .npz with sound_speed, density)")
         with np.load(m.path) as f:
             return np.asarray(f["sound_speed"], np.float32), np.asarray(f["density"], np.float32)
-    from training.data.phantoms import breast_phantom
+    from training.data.config import AcousticConfig, DataConfig, PhantomConfig
+    from training.data.phantoms import phantom
 
-    ph = breast_phantom(shape, cfg.grid.spacing, seed=m.seed)
-    return np.asarray(ph["sound_speed"], np.float32), np.asarray(ph["density"], np.float32)
+    data = DataConfig(scenario="usct", shape=shape, spacing=cfg.grid.spacing, seed=m.seed,
+                      phantom=PhantomConfig(kind=m.phantom),
+                      acoustic=AcousticConfig(pml_size=cfg.simulation.pml_size))
+    medium = phantom(data, m.seed, 0).medium
+    return medium["sound_speed"], medium["density"]
 
 
 def run_acoustic(cfg: AcousticSimulation) -> dict[str, np.ndarray]:

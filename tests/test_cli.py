@@ -30,7 +30,7 @@ def test_info_json(capsys):
 def test_errors_are_one_line_without_traceback(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[grid]\nshape = [64, 64]\nspacing = -1.0\n")
-    proc = subprocess.run([sys.executable, "-m", "pdesurrogate.cli", "simulate", "acoustic", str(bad),
+    proc = subprocess.run([sys.executable, "-m", "pdesurrogate", "simulate", "acoustic", str(bad),
                            "--out", str(tmp_path / "o")], capture_output=True, text=True)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()

@@ -12,7 +12,7 @@ import importlib
 import sys
 
 # Modules under pdesurrogate.cli that register subcommands, in --help order.
-COMMAND_MODULES = ("info", "simulate", "demo")
+COMMAND_MODULES = ("info", "simulate", "data", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,5 +44,3 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":
-    sys.exit(main())

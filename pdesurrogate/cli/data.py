@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,11 @@ def _generate(args: argparse.Namespace) -> int:
             "coordinator_address": args.coordinator, "num_processes": args.num_processes,
             "process_id": args.process_id}
         jax.distributed.initialize(**kwargs)
-    report = generate(config, args.out, overwrite=args.overwrite, progress=not args.quiet)
+    workers = args.workers
+    if workers is None:  # auto: a host pool pays off for datasets that keep a device busy for a while
+        cpus = os.cpu_count() or 1
+        workers = min(8, cpus - 2) if cpus >= 4 and config.num_samples >= 256 else 0
+    report = generate(config, args.out, overwrite=args.overwrite, progress=not args.quiet, workers=workers)
     if args.json:
         print(json.dumps(report))
     return 0
@@ -123,6 +128,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.add_argument("--json", action="store_true", help="print the generation report as JSON")
+    g.add_argument("--workers", type=int, default=None,
+                   help="host processes building phantoms ahead of the device (default: auto, 0 for "
+                        "datasets under 256 samples)")
     g.add_argument("--distributed", action="store_true",
                    help="call jax.distributed.initialize() with cluster auto-detection (SLURM, TPU, ...)")
     g.add_argument("--coordinator", help="jax.distributed coordinator address host:port")

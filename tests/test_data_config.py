@@ -1,0 +1,47 @@
+"""The [data] section: one clear error naming the field for unknown keys, wrong types, out-of-range values."""
+
+from __future__ import annotations
+
+import pytest
+
+from training.data import parse_data_config
+from training.data.config import DataConfig, fingerprint
+
+
+@pytest.mark.parametrize("section, message", [
+    ({"num_sample": 3}, r"^data\.num_sample: unknown key"),
+    ({"phantom": {"kindd": "brain"}}, r"^data\.phantom\.kindd: unknown key"),
+    ({"num_samples": "ten"}, r"^data\.num_samples: must be an integer, got 'ten'"),
+    ({"num_samples": 2.5}, r"^data\.num_samples: must be an integer"),
+    ({"acoustic": {"save_velocity": 1}}, r"^data\.acoustic\.save_velocity: must be true or false"),
+    ({"num_samples": 0}, r"^data\.num_samples: must be in \[1, "),
+    ({"spacing": -1e-4}, r"^data\.spacing: must be in .* m, got -0\.0001"),
+    ({"phantom": {"lesion_rate": 1.5}}, r"^data\.phantom\.lesion_rate: must be in \[0\.0, 1\.0\]"),
+    ({"scenario": "weather"}, r"^data\.scenario: must be one of \['phantom'"),
+    ({"shape": [32]}, r"^data\.shape: must have 2 or 3 entries"),
+    ({"shape": [32, 4]}, r"^data\.shape: must be in \[8, 4096\]"),
+    ({"scenario": "optics", "phantom": {"kind": "breast"}}, r"^data\.phantom\.kind: the optics scenario needs"),
+    ({"scenario": "usct", "shape": [32, 32, 32]}, r"^data\.shape: the usct scenario is 2D only"),
+    ({"phantom": {"n_inclusions": [4, 1]}}, r"^data\.phantom\.n_inclusions: must be \[low, high\]"),
+])
+def test_bad_config_names_the_field(section, message):
+    with pytest.raises(ValueError, match=message):
+        parse_data_config(section)
+
+
+def test_defaults_and_fingerprint():
+    a = parse_data_config({})
+    assert isinstance(a, DataConfig) and a.shape == (32, 32)
+    assert fingerprint(a) == fingerprint(parse_data_config({"num_samples": 64}))
+    assert fingerprint(a) != fingerprint(parse_data_config({"num_samples": 65}))
+
+
+def test_cli_bad_config_one_line_error(tmp_path, capsys):
+    from pdesurrogate.cli import main
+
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[data]\nnum_samples = -3\n[model]\nkind = "fno"\n[train]\nsteps = 1\n')
+    assert main(["generate", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "pdesurrogate generate: error: data.num_samples: must be in [1, 10000000], got -3"]
+    assert not (tmp_path / "o").exists()

@@ -1,0 +1,304 @@
+"""What one sample holds, per scenario: host-side inputs (phantoms, sources) and a device-side
+simulation that is a pure, vmappable JAX function of those inputs.
+
+Scenarios (``data.scenario``):
+
+- ``phantom``: the medium and its lesion mask only (no simulation).
+- ``acoustic_stepper``: a time-stepping trajectory for learned steppers: medium, ``p0`` made of
+  Gaussian blobs, the time step ``dt``, and the pressure (and velocity) every ``save_every``
+  solver steps: ``pressure (n_frames + 1, *shape)``, frame ``k`` at time ``k * save_every * dt``.
+- ``photoacoustic``: the same trajectory from a vessel/blob absorber ``p0``, plus the ring-array
+  traces ``traces (nt, n_elements)`` of the whole ``duration``.
+- ``usct``: ring-array transmission shots: for each of ``n_shots`` evenly spaced emitting elements
+  (tone burst or Gaussian pulse at ``acoustic.frequency``), the traces at every element,
+  ``traces (n_shots, nt, n_elements)``.
+- ``optics``: ``n_angles`` plane-wave illuminations (angles evenly over 360 degrees): the phasor
+  ``field (n_angles, *shape)`` (complex, Ez in 2D TM) and the detector-line measurements
+  ``detector (n_angles, n_detectors)`` on a line across the beam behind the object.
+
+All media of one dataset share one time step (from :func:`phantoms.max_sound_speed`), so that
+batches vmap over media with an explicit ``dt``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from solvers.maxwell.medium import C0 as SPEED_OF_LIGHT
+from training.data import phantoms
+from training.data.config import DataConfig, effective
+from training.data.storage import FieldSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    """A scenario bound to one config.
+
+    Attributes:
+        config: the data config as given (phantoms and the simulation apply its ``split``).
+        fields: every stored field, ``name -> FieldSpec`` (per-sample shape, dtype, unit).
+        device_inputs: the input fields the simulation reads.
+        simulate: ``fn(inputs: dict[str, jax.Array]) -> dict[str, jax.Array]`` for ONE sample
+            (batches come from ``jax.vmap``); ``None`` for scenarios without simulation.
+        constants: per-dataset values (time step, geometry) recorded in the manifest.
+    """
+
+    config: DataConfig
+    fields: dict[str, FieldSpec]
+    device_inputs: tuple[str, ...]
+    simulate: Callable[[dict[str, Any]], dict[str, Any]] | None
+    constants: dict[str, Any]
+
+    def inputs(self, index: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Host-side inputs of sample ``index`` (numpy) and its JSON metadata (``rare_lesion``)."""
+        cfg = self.config
+        ph = phantoms.phantom(cfg, cfg.seed, index)
+        out = dict(ph.medium)
+        out["lesion_mask"] = ph.lesion_mask
+        if "p0" in self.fields:
+            out["p0"] = phantoms.initial_pressure(cfg, cfg.seed, index, vessels=cfg.scenario == "photoacoustic")
+        if "dt" in self.fields:
+            out["dt"] = np.asarray(self.constants["dt"], np.float64)
+        return out, {"rare_lesion": int(ph.rare_lesion)}
+
+
+def _medium_fields(config: DataConfig) -> dict[str, FieldSpec]:
+    shape = tuple(config.shape)
+    labels = ", ".join(f"{k}={v}" for k, v in phantoms.LESION_LABELS.items())
+    lesion = FieldSpec(shape, "uint8", "", f"lesion labels: {labels}")
+    if phantoms.is_optical(config):
+        return {"refractive_index": FieldSpec(shape, "float32", "1", "refractive index"), "lesion_mask": lesion}
+    return {"sound_speed": FieldSpec(shape, "float32", "m/s", "sound speed"),
+            "density": FieldSpec(shape, "float32", "kg/m^3", "mass density"), "lesion_mask": lesion}
+
+
+def ring_radius(config: DataConfig) -> float:
+    """Ring-array radius (m): as large as the absorbing layer and ``ring_margin`` allow."""
+    half = (min(config.shape) - 1) / 2
+    return (half - config.acoustic.pml_size - config.acoustic.ring_margin) * config.spacing
+
+
+def grid_center(config: DataConfig) -> np.ndarray:
+    """The grid centre in metres, ``(ndim,)``."""
+    return np.array([(n - 1) / 2 * config.spacing for n in config.shape])
+
+
+def time_step(config: DataConfig) -> float:
+    """The common time step (s): ``acoustic.dt`` if set, else the solver's rule at ``acoustic.cfl`` for
+    the fastest possible medium; either way checked for stability at that medium."""
+    from solvers import Grid, acoustic
+
+    grid = Grid(config.shape, config.spacing)
+    fastest = acoustic.Medium(sound_speed=phantoms.max_sound_speed(config), density=phantoms.WATER_DENSITY)
+    try:
+        dt, _ = acoustic.time_axis(grid, fastest, max(config.acoustic.duration, config.spacing / 1500.0),
+                                   cfl=config.acoustic.cfl, dt=config.acoustic.dt or None,
+                                   scheme=config.acoustic.scheme)
+    except ValueError as err:
+        key = "dt" if config.acoustic.dt else "cfl"
+        raise ValueError(f"data.acoustic.{key}: unstable for the fastest medium this config can draw "
+                         f"({phantoms.max_sound_speed(config):g} m/s): {err}") from None
+    return float(dt)
+
+
+def _trajectory(config: DataConfig, dt: float) -> Callable:
+    """Single-sample function: ``(sound_speed, density, p0) -> pressure/velocity frames``."""
+    import jax
+    import jax.numpy as jnp
+    from solvers import Grid, acoustic
+
+    a = config.acoustic
+    grid = Grid(config.shape, config.spacing)
+
+    def run(inputs: dict[str, Any]) -> dict[str, Any]:
+        medium = acoustic.Medium(sound_speed=inputs["sound_speed"], density=inputs["density"])
+        stepper = acoustic.Stepper(grid, medium, scheme=a.scheme, pml_size=a.pml_size, dt=dt)
+        state = stepper.init(inputs["p0"])
+
+        def frame(s):
+            v = jnp.stack(list(s.v)) if isinstance(s.v, (tuple, list)) else s.v
+            return (s.p, v) if a.save_velocity else (s.p,)
+
+        def body(s, _):
+            s = stepper.run(s, a.save_every)
+            return s, frame(s)
+
+        _, frames = jax.lax.scan(body, state, None, length=a.n_frames)
+        first = frame(state)
+        out = {"pressure": jnp.concatenate([first[0][None], frames[0]])}
+        if a.save_velocity:
+            out["velocity"] = jnp.concatenate([first[1][None], frames[1]])
+        return out
+
+    return run
+
+
+def _ring_traces(config: DataConfig, dt: float) -> tuple[Callable, int]:
+    """Single-sample photoacoustic traces at the ring: ``(c, rho, p0) -> traces (nt, n_elements)``."""
+    from solvers import Grid, acoustic
+
+    a = config.acoustic
+    grid = Grid(config.shape, config.spacing)
+    ring = np.asarray(acoustic.ring_array(grid_center(config), ring_radius(config), a.n_elements))
+    _, nt = acoustic.time_axis(grid, acoustic.Medium(sound_speed=1500.0, density=1000.0), a.duration, dt=dt,
+                               scheme=a.scheme)
+
+    def run(inputs: dict[str, Any]) -> dict[str, Any]:
+        medium = acoustic.Medium(sound_speed=inputs["sound_speed"], density=inputs["density"])
+        res = acoustic.simulate(grid, medium, duration=a.duration, p0=inputs["p0"], sensors=ring,
+                                scheme=a.scheme, pml_size=a.pml_size, dt=dt)
+        return {"traces": res.traces}
+
+    return run, int(nt)
+
+
+def _usct(config: DataConfig, dt: float) -> tuple[Callable, int]:
+    """Single-sample USCT shots: ``(c, rho) -> traces (n_shots, nt, n_elements)``.
+
+    Every shot drives all ring elements with a one-hot weighting of the source signal, so the shot
+    axis vmaps over the signal matrix while the element positions stay fixed.
+    """
+    import jax
+    import jax.numpy as jnp
+    from solvers import Grid, acoustic, signals
+
+    a = config.acoustic
+    grid = Grid(config.shape, config.spacing)
+    ring = np.asarray(acoustic.ring_array(grid_center(config), ring_radius(config), a.n_elements))
+    _, nt = acoustic.time_axis(grid, acoustic.Medium(sound_speed=1500.0, density=1000.0), a.duration, dt=dt,
+                               scheme=a.scheme)
+    time = np.arange(int(nt)) * dt
+    if a.signal == "tone_burst":
+        pulse = signals.tone_burst(jnp.asarray(time, jnp.float32), a.frequency, cycles=a.cycles)
+    else:
+        pulse = signals.gaussian_pulse(jnp.asarray(time, jnp.float32), a.frequency)
+    emitters = np.round(np.linspace(0, a.n_elements, a.n_shots, endpoint=False)).astype(int)
+    weights = jnp.asarray(np.eye(a.n_elements, dtype=np.float32)[emitters])  # (n_shots, n_elements)
+
+    def run(inputs: dict[str, Any]) -> dict[str, Any]:
+        medium = acoustic.Medium(sound_speed=inputs["sound_speed"], density=inputs["density"])
+
+        def shot(w):
+            source = acoustic.PointSource(positions=ring, signals=w[:, None] * pulse[None, :])
+            res = acoustic.simulate(grid, medium, duration=a.duration, sources=source, sensors=ring,
+                                    scheme=a.scheme, pml_size=a.pml_size, dt=dt)
+            return res.traces
+
+        return {"traces": jax.vmap(shot)(weights)}
+
+    return run, int(nt)
+
+
+def optics_geometry(config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Illumination angles (rad, ``(n_angles,)``) and detector positions (m, ``(n_angles, n_det, 2)``).
+
+    The detector line for angle ``theta`` crosses the beam behind the object, inside the total-field
+    box: it lies at distance ``R`` from the centre along the propagation direction
+    ``(cos theta, sin theta)`` and spans ``[-R, R]`` across it, one point per cell, where
+    ``R = (box half-width - detector_margin) / sqrt(2)`` keeps every line inside the box.
+    """
+    o = config.optics
+    angles = np.arange(o.n_angles) * (2 * np.pi / o.n_angles)
+    half = (min(config.shape) - 1) / 2
+    reach = (half - o.pml_size - phantoms.TFSF_MARGIN - o.detector_margin) / np.sqrt(2)  # cells
+    offsets = np.arange(-np.floor(reach), np.floor(reach) + 1) * config.spacing
+    r = reach * config.spacing
+    d = np.stack([np.cos(angles), np.sin(angles)], -1)  # (n_angles, 2)
+    t = np.stack([-np.sin(angles), np.cos(angles)], -1)
+    det = grid_center(config) + r * d[:, None, :] + offsets[None, :, None] * t[:, None, :]
+    return angles, det
+
+
+def optics_duration(config: DataConfig) -> float:
+    """Fixed simulated time (s): the source ramp, two grid-diagonal crossings at the largest index,
+    and ``settle_periods`` more periods, so every phasor reaches steady state."""
+    o = config.optics
+    frequency = SPEED_OF_LIGHT / o.wavelength
+    n_max = phantoms.WATER_INDEX + 0.1 * max(config.phantom.contrast, 1.0)
+    crossing = n_max * float(np.linalg.norm(np.array(config.shape) * config.spacing)) / SPEED_OF_LIGHT
+    return (RAMP_CYCLES + o.settle_periods) / frequency + 2 * crossing
+
+
+RAMP_CYCLES = 5.0
+
+
+def _optics(config: DataConfig) -> Callable:
+    """Single-sample optics: ``refractive_index -> field (n_angles, *shape), detector (n_angles, n_det)``."""
+    import jax
+    import jax.numpy as jnp
+    from solvers import Grid, maxwell
+
+    o = config.optics
+    grid = Grid(config.shape, config.spacing)
+    angles, det = optics_geometry(config)
+    frequency = SPEED_OF_LIGHT / o.wavelength
+    duration = optics_duration(config)
+
+    def run(inputs: dict[str, Any]) -> dict[str, Any]:
+        n = inputs["refractive_index"]
+        medium = maxwell.Medium(permittivity=n**2, conductivity=jnp.zeros_like(n))
+        fields, lines = [], []
+        for angle, points in zip(angles, det):
+            source = maxwell.PlaneWave(wavelength=o.wavelength, angle=float(angle), ramp_cycles=RAMP_CYCLES,
+                                       background_permittivity=phantoms.WATER_INDEX**2)
+            with jax.ensure_compile_time_eval():  # source normalisation is host numpy inside simulate
+                res = maxwell.simulate(grid, medium, source=source, frequencies=[frequency], duration=duration,
+                                       pml_size=o.pml_size, tfsf_margin=phantoms.TFSF_MARGIN, points=points)
+            fields.append(res.field[0])
+            lines.append(res.point_field[0, 0])
+        return {"field": jnp.stack(fields).astype(jnp.complex64), "detector": jnp.stack(lines).astype(jnp.complex64)}
+
+    return run
+
+
+def build(config: DataConfig) -> Scenario:
+    """The :class:`Scenario` of ``config``; the simulation uses the config with its split applied."""
+    original, config = config, effective(config)
+    shape = tuple(config.shape)
+    fields = _medium_fields(config)
+    a = config.acoustic
+    if config.scenario == "phantom":
+        return Scenario(original, fields, (), None, {})
+    if config.scenario == "optics":
+        angles, det = optics_geometry(config)
+        fields |= {"field": FieldSpec((len(angles), *shape), "complex64", "V/m (unit incident amplitude)",
+                                      "Ez phasor per illumination angle"),
+                   "detector": FieldSpec(det.shape[:2], "complex64", "V/m", "Ez phasor on the detector line")}
+        constants = {"angles_rad": angles.tolist(), "detector_positions_m": det.tolist(),
+                     "wavelength_m": config.optics.wavelength,
+                     "frequency_hz": SPEED_OF_LIGHT / config.optics.wavelength,
+                     "duration_s": optics_duration(config), "background_index": phantoms.WATER_INDEX}
+        return Scenario(original, fields, ("refractive_index",), _optics(config), constants)
+    dt = time_step(original)  # phantoms.* take the config as given and apply its split once
+    constants: dict[str, Any] = {"dt": dt, "max_sound_speed": phantoms.max_sound_speed(original)}
+    if config.scenario in ("acoustic_stepper", "photoacoustic"):
+        frames = a.n_frames + 1
+        fields |= {"p0": FieldSpec(shape, "float32", "Pa", "initial pressure (the source)"),
+                   "dt": FieldSpec((), "float64", "s", "solver time step"),
+                   "pressure": FieldSpec((frames, *shape), "float32", "Pa",
+                                         f"pressure every {a.save_every} steps, frame k at k*{a.save_every}*dt")}
+        if a.save_velocity:
+            fields["velocity"] = FieldSpec((frames, len(shape), *shape), "float32", "m/s", "particle velocity frames")
+        trajectory = _trajectory(config, dt)
+        constants["frame_interval_s"] = dt * a.save_every
+        if config.scenario == "acoustic_stepper":
+            return Scenario(original, fields, ("sound_speed", "density", "p0"), trajectory, constants)
+        traces, nt = _ring_traces(config, dt)
+        fields["traces"] = FieldSpec((nt, a.n_elements), "float32", "Pa", "ring-array pressure traces")
+        constants |= {"nt": nt, "ring_radius_m": ring_radius(config)}
+
+        def both(inputs: dict[str, Any]) -> dict[str, Any]:
+            return trajectory(inputs) | traces(inputs)
+
+        return Scenario(original, fields, ("sound_speed", "density", "p0"), both, constants)
+    run, nt = _usct(config, dt)
+    fields |= {"dt": FieldSpec((), "float64", "s", "solver time step"),
+               "traces": FieldSpec((a.n_shots, nt, a.n_elements), "float32", "Pa",
+                                   "pressure at every ring element, per emitting element (shot)")}
+    constants |= {"nt": nt, "ring_radius_m": ring_radius(config), "signal": a.signal, "frequency_hz": a.frequency,
+                  "emitters": np.round(np.linspace(0, a.n_elements, a.n_shots, endpoint=False)).astype(int).tolist()}
+    return Scenario(original, fields, ("sound_speed", "density"), run, constants)

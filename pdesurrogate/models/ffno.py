@@ -13,7 +13,8 @@ import jax
 from flax import nnx
 
 from .fno import _check_padding, _check_width_depth
-from .layers import generator, FactorizedSpectralConv, FieldIO, PointwiseLinear, _check_modes, domain_crop, domain_pad, gelu
+from .layers import (FactorizedSpectralConv, FieldIO, PointwiseLinear, _check_modes, domain_crop, domain_pad, gelu,
+                     generator)
 
 
 class FFNO(nnx.Module):

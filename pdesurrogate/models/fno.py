@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import jax
 from flax import nnx
 
-from .layers import generator, FieldIO, PointwiseLinear, SpectralConv, _check_modes, domain_crop, domain_pad, gelu
+from .layers import FieldIO, PointwiseLinear, SpectralConv, _check_modes, domain_crop, domain_pad, gelu, generator
 
 
 def _check_padding(padding: int | Sequence[int], ndim: int) -> tuple[int, ...]:

@@ -54,14 +54,6 @@ def _compute_dtype(x: jax.Array) -> jnp.dtype:
     return jnp.promote_types(x.dtype, jnp.float32)
 
 
-def _mode_indices(n: int, m: int, axis: int) -> np.ndarray:
-    """Retained frequency indices of a full (non-halved) FFT axis: ``m`` lowest non-negative
-    and ``m`` lowest negative frequencies."""
-    if 2 * m > n:
-        raise ValueError(f"modes[{axis}]={m} needs at least {2 * m} grid points on axis {axis}, got {n}")
-    return np.concatenate([np.arange(m), np.arange(n - m, n)])
-
-
 def _init_complex_weight(rng: np.random.Generator, shape: tuple[int, ...], scale: float) -> nnx.Param:
     """Complex weights stored as real arrays with a trailing (real, imag) axis of size 2."""
     return uniform_param(rng, shape + (2,), scale)
@@ -109,15 +101,22 @@ class SpectralConv(nnx.Module):
         dtype = _compute_dtype(x)
         axes = tuple(range(1, nd + 1))
         xf = jnp.fft.rfftn(x.astype(dtype), axes=axes)
-        index = [_mode_indices(n, m, d) for d, (n, m) in enumerate(zip(spatial[:-1], self.modes[:-1]))]
-        index.append(np.arange(self.modes[-1]))
-        grid = np.ix_(*index)
-        block = xf[(slice(None),) + grid]
-        w = _as_complex(self.weight[...], dtype)
-        out_block = jnp.einsum("i...,io...->o...", block, w)
-        yf = jnp.zeros((self.out_channels,) + xf.shape[1:], out_block.dtype)
-        yf = yf.at[(slice(None),) + grid].set(out_block)
-        return jnp.fft.irfftn(yf, s=spatial, axes=axes).astype(x.dtype)
+        # keep low |k| with slices (no gathers): last axis [0, m); others [0, m) and [n - m, n)
+        block = jax.lax.slice_in_dim(xf, 0, self.modes[-1], axis=nd)
+        for d, (n, m) in enumerate(zip(spatial[:-1], self.modes[:-1])):
+            if 2 * m > n:
+                raise ValueError(f"modes[{d}]={m} needs at least {2 * m} grid points on axis {d}, got {n}")
+            block = jnp.concatenate([jax.lax.slice_in_dim(block, 0, m, axis=d + 1),
+                                     jax.lax.slice_in_dim(block, n - m, n, axis=d + 1)], axis=d + 1)
+        out = jnp.einsum("i...,io...->o...", block, _as_complex(self.weight[...], dtype))
+        # zero-fill the dropped modes
+        for d, (n, m) in enumerate(zip(spatial[:-1], self.modes[:-1])):
+            gap = list(out.shape)
+            gap[d + 1] = n - 2 * m
+            out = jnp.concatenate([jax.lax.slice_in_dim(out, 0, m, axis=d + 1), jnp.zeros(gap, out.dtype),
+                                   jax.lax.slice_in_dim(out, m, 2 * m, axis=d + 1)], axis=d + 1)
+        out = jnp.pad(out, [(0, 0)] * nd + [(0, xf.shape[-1] - self.modes[-1])])
+        return jnp.fft.irfftn(out, s=spatial, axes=axes).astype(x.dtype)
 
 
 class FactorizedSpectralConv(nnx.Module):
@@ -233,7 +232,8 @@ class ChannelNorm(nnx.Module):
         if mean_a.shape != (channels,) or std_a.shape != (channels,):
             raise ValueError(f"normalisation mean/std need {channels} entries, got {mean_a.shape} and {std_a.shape}")
         if not np.all(np.isfinite(mean_a)) or not np.all(std_a > 0) or not np.all(np.isfinite(std_a)):
-            raise ValueError(f"normalisation std must be positive and finite and mean finite, got mean={mean_a}, std={std_a}")
+            raise ValueError(f"normalisation mean must be finite and std positive and finite, "
+                             f"got mean={mean_a}, std={std_a}")
         self.mean = Stat(jnp.asarray(mean_a, jnp.float32))
         self.std = Stat(jnp.asarray(std_a, jnp.float32))
 

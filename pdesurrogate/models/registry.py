@@ -81,8 +81,10 @@ def _abstract(leaves: list[jax.Array]) -> list[jax.ShapeDtypeStruct]:
 def with_items(model: nnx.Module, items: dict[str, list[Any]]) -> nnx.Module:
     """A copy of ``model`` whose state leaves are replaced by a ``params`` item."""
     graphdef, params, rest = split_model(model)
-    params = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(params), [jnp.asarray(x) for x in items["param"]])
-    rest = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(rest), [jnp.asarray(x) for x in items["rest"]])
+    def fill(like: nnx.State, stored: list[Any]) -> nnx.State:
+        return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(like), [jnp.asarray(x) for x in stored])
+
+    params, rest = fill(params, items["param"]), fill(rest, items["rest"])
     return nnx.merge(graphdef, params, rest)
 
 

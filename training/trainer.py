@@ -1,0 +1,475 @@
+"""Data-parallel training loop with exact resume, NaN handling, CSV logs and plots.
+
+The trainer is task-agnostic: it takes a model config (see
+:func:`pdesurrogate.models.build_model`), a ``loss_fn(model, batch, key) -> (loss, aux)`` (see
+:mod:`training.losses`; ``key`` is a per-step PRNG key, ``None`` in validation) and loaders with
+the interface
+
+- ``len(loader)``: batches per epoch;
+- ``loader.epoch(e, start=0)``: iterator of ``dict[str, np.ndarray]`` batches, deterministic
+  given the loader's seed and ``e``, skipping the first ``start`` batches; every array has the
+  batch on its leading axis (the process-local part of the global batch on multi-host runs);
+- ``loader.stats``: ``{field: {"mean", "std"}}`` (used by :func:`channel_stats`).
+
+Run directory layout: ``checkpoints/`` (periodic and last), ``best/`` (best validation loss),
+``run.json`` (model and train configs), ``metrics.csv``, ``validation.csv``, ``events.log``,
+``loss_curve.png``, ``sample.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import functools
+import json
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from pdesurrogate.config import to_dict
+from pdesurrogate.models.registry import build_model, model_meta, split_model
+from pdesurrogate.progress import Progress
+
+from .checkpoint import CheckpointStore
+from .config import TrainConfig
+from .losses import field_loss, field_sample, stepper_loss, stepper_sample
+
+LossFn = Callable[[nnx.Module, dict[str, jax.Array], jax.Array | None], tuple[jax.Array, dict[str, jax.Array]]]
+SampleFn = Callable[[nnx.Module, dict[str, jax.Array]], tuple[jax.Array, jax.Array]]
+
+
+class Loader(Protocol):
+    """The data interface the trainer consumes (implemented by ``training.data.loader``)."""
+
+    stats: dict[str, dict[str, Any]]
+
+    def __len__(self) -> int: ...
+
+    def epoch(self, e: int, start: int = 0) -> Iterator[dict[str, np.ndarray]]: ...
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """Outcome of :meth:`Trainer.fit`: the final model, steps done, best validation loss,
+    number of non-finite steps handled, and the run directory."""
+
+    model: nnx.Module
+    step: int
+    best_val: float | None
+    nan_events: int
+    run_dir: Path
+
+
+def make_schedule(cfg: TrainConfig) -> optax.Schedule:
+    """Learning rate of update ``i`` (0-based): linear warm-up from 0 to ``cfg.lr`` over
+    ``cfg.warmup_steps``, then cosine decay to ``cfg.lr * cfg.final_lr_factor`` at ``cfg.steps``."""
+    return _schedule(cfg.lr, cfg.warmup_steps, cfg.steps, cfg.final_lr_factor)
+
+
+def _schedule(lr: float, warmup_steps: int, steps: int, final_lr_factor: float) -> optax.Schedule:
+    return optax.warmup_cosine_decay_schedule(0.0, lr, warmup_steps, steps, lr * final_lr_factor)
+
+
+def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+    """AdamW on :func:`make_schedule`, after global-norm gradient clipping (``cfg.grad_clip > 0``).
+    Cached on the optimizer settings, so that trainers with equal settings share one compiled step."""
+    return _optimizer(cfg.lr, cfg.warmup_steps, cfg.steps, cfg.final_lr_factor, cfg.weight_decay, cfg.grad_clip)
+
+
+@functools.lru_cache(maxsize=16)
+def _optimizer(lr: float, warmup_steps: int, steps: int, final_lr_factor: float, weight_decay: float,
+               grad_clip: float) -> optax.GradientTransformation:
+    adamw = optax.adamw(_schedule(lr, warmup_steps, steps, final_lr_factor), weight_decay=weight_decay)
+    return optax.chain(optax.clip_by_global_norm(grad_clip), adamw) if grad_clip > 0 else adamw
+
+
+def channel_stats(stats: dict[str, dict[str, Any]],
+                  fields: Sequence[tuple[str, int]]) -> tuple[list[float], list[float]]:
+    """Concatenated per-channel ``(mean, std)`` lists for ``fields`` = ``[(name, channels), ...]``
+    from ``loader.stats`` (scalar statistics are repeated over the field's channels)."""
+    means: list[float] = []
+    stds: list[float] = []
+    for name, channels in fields:
+        if name not in stats:
+            raise ValueError(f"loader.stats has no field {name!r}; available: {sorted(stats)}")
+        for key, out in (("mean", means), ("std", stds)):
+            v = np.broadcast_to(np.asarray(stats[name][key], np.float64).reshape(-1), (channels,))
+            out.extend(float(x) for x in v)
+    return means, stds
+
+
+def make_task_loss(cfg: TrainConfig, *, residual_fn: Callable[..., jax.Array] | None = None,
+                   reversal_mask: jax.Array | None = None) -> tuple[LossFn, SampleFn]:
+    """``(loss_fn, sample_fn)`` of the configured task (:func:`~training.losses.stepper_loss` or
+    :func:`~training.losses.field_loss`) with the configured weights and options."""
+    if cfg.task == "stepper":
+        def loss_fn(model, batch, key):
+            return stepper_loss(model, batch, key, unroll=cfg.unroll, pushforward=cfg.pushforward,
+                                noise_std=cfg.noise_std, residual_step=cfg.residual_step, weights=cfg.loss,
+                                reversal_signs=cfg.reversal_signs, reversal_mask=reversal_mask,
+                                residual_fn=residual_fn)
+
+        def sample_fn(model, batch):
+            return stepper_sample(model, batch, residual_step=cfg.residual_step)
+
+        return loss_fn, sample_fn
+
+    def field_loss_fn(model, batch, key):
+        return field_loss(model, batch, key, weights=cfg.loss, residual_fn=residual_fn)
+
+    return field_loss_fn, field_sample
+
+
+class _CsvLog:
+    """Append-only CSV of scalar rows keyed by ``step``; on resume rows after ``keep_until`` are
+    dropped (they were logged after the checkpoint and will be logged again)."""
+
+    def __init__(self, path: Path, keep_until: int, enabled: bool):
+        self.path, self.enabled = path, enabled
+        self.fields: list[str] | None = None
+        if enabled and path.exists():
+            with path.open(newline="") as f:
+                reader = csv.DictReader(f)
+                self.fields = reader.fieldnames
+                rows = [r for r in reader if int(r["step"]) <= keep_until]
+            with path.open("w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=self.fields)
+                writer.writeheader()
+                writer.writerows(rows)
+
+    def write(self, row: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        new = self.fields is None
+        if new:
+            self.fields = list(row)
+        with self.path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.fields, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def plot_losses(run_dir: str | Path) -> Path:
+    """Plot training (and validation) loss against step from the run's CSV logs to ``loss_curve.png``."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run_dir = Path(run_dir)
+    train = [(int(r["step"]), float(r["loss"])) for r in _read_csv(run_dir / "metrics.csv")]
+    val = [(int(r["step"]), float(r["val_loss"])) for r in _read_csv(run_dir / "validation.csv")]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for rows, label, style in ((train, "train", "-"), (val, "validation", "o-")):
+        rows = [(s, v) for s, v in rows if math.isfinite(v) and v > 0]
+        if rows:
+            ax.plot(*zip(*rows), style, label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    out = run_dir / "loss_curve.png"
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def plot_sample(prediction: np.ndarray, truth: np.ndarray, path: str | Path, channel: int = 0) -> Path:
+    """Truth, prediction and error of one channel of ``(C, *spatial)`` fields (3D: middle slice)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def plane(a: np.ndarray) -> np.ndarray:
+        a = np.asarray(a, np.float64)[channel]
+        while a.ndim > 2:
+            a = a[a.shape[0] // 2]
+        return a
+
+    t, p = plane(truth), plane(prediction)
+    lim = float(np.abs(t).max()) or 1.0
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
+    for ax, a, title in zip(axes, (t, p, p - t), ("truth", "prediction", "prediction - truth")):
+        im = ax.imshow(a, cmap="RdBu_r", vmin=-lim, vmax=lim)
+        ax.set_title(title)
+        ax.axis("off")
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    rel = float(np.linalg.norm(p - t) / (np.linalg.norm(t) or 1.0))
+    fig.suptitle(f"channel {channel}: relative L2 error {rel:.3g}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def _cast_floats(tree: Any, dtype: jnp.dtype) -> Any:
+    return jax.tree_util.tree_map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
+
+
+def _merge(graphdef: nnx.GraphDef, params: nnx.State, rest: nnx.State, precision: str) -> nnx.Module:
+    """The model with parameters in the forward precision (bf16: floating parameters cast)."""
+    if precision == "bf16":
+        params = _cast_floats(params, jnp.bfloat16)
+    return nnx.merge(graphdef, params, rest)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
+def _train_step(graphdef, loss_fn, optimizer, precision, replicated, params, opt_state, rest, batch, key):
+    """One AdamW update; a non-finite loss or gradient leaves parameters and optimizer state
+    unchanged and returns ``finite=False``. Compiled once per (model, loss, optimizer, mesh)."""
+    def objective(p):
+        loss, aux = loss_fn(_merge(graphdef, p, rest, precision), batch, key)
+        return loss.astype(jnp.float32), aux
+
+    (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(params)
+    grad_norm = optax.global_norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    updates, new_opt = optimizer.update(grads, opt_state, params)
+    new_params = optax.apply_updates(params, updates)
+    keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
+    params = jax.lax.with_sharding_constraint(jax.tree_util.tree_map(keep, new_params, params), replicated)
+    opt_state = jax.lax.with_sharding_constraint(jax.tree_util.tree_map(keep, new_opt, opt_state), replicated)
+    return params, opt_state, {"loss": loss, "grad_norm": grad_norm, "finite": finite, **aux}
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _eval_step(graphdef, loss_fn, precision, replicated, params, rest, batch):
+    """Loss and aux metrics without randomness (``key=None``)."""
+    loss, aux = loss_fn(_merge(graphdef, params, rest, precision), batch, None)
+    return jax.lax.with_sharding_constraint({"loss": loss.astype(jnp.float32), **aux}, replicated)
+
+
+class Trainer:
+    """Train a model from a config on one or many devices with checkpoints and exact resume.
+
+    Args:
+        model_config: registry config ``{"kind", ...}`` (stored in every checkpoint).
+        loss_fn: ``loss_fn(model, batch, key) -> (loss, aux)``; ``aux`` is a dict of scalars.
+        train_loader: training batches (see the module docstring).
+        config: :class:`~training.config.TrainConfig`.
+        run_dir: output directory.
+        val_loader: optional validation batches (``epoch(0)`` is the validation set).
+        sample_fn: optional ``sample_fn(model, batch) -> (prediction, truth)`` arrays
+            ``(C, *spatial)`` plotted to ``sample.png`` at the end.
+        devices: devices of the data-parallel mesh (default: all devices of all processes).
+        progress: show the progress bar.
+
+    Data parallelism: a 1D ``jax.sharding.Mesh`` over ``devices`` with axis ``"data"``; every
+    batch array is sharded on its leading axis, parameters and optimizer state are replicated.
+    The global batch must divide evenly over the devices.
+    """
+
+    def __init__(self, model_config: dict[str, Any], loss_fn: LossFn, train_loader: Loader, config: TrainConfig,
+                 run_dir: str | Path, *, val_loader: Loader | None = None, sample_fn: SampleFn | None = None,
+                 devices: Sequence[jax.Device] | None = None, progress: bool = True):
+        if len(train_loader) < 1:
+            raise ValueError(f"train_loader must have at least one batch per epoch, got {len(train_loader)}")
+        self.model_config = json.loads(json.dumps(model_config))
+        self.loss_fn, self.sample_fn = loss_fn, sample_fn
+        self.train_loader, self.val_loader = train_loader, val_loader
+        self.cfg = config
+        self.run_dir = Path(run_dir).absolute()
+        self.progress = progress
+        if config.distributed:
+            jax.distributed.initialize()
+        self.mesh = Mesh(np.asarray(list(devices) if devices is not None else jax.devices()), ("data",))
+        self.replicated = NamedSharding(self.mesh, P())
+        self.batch_sharding = NamedSharding(self.mesh, P("data"))
+        self.is_main = jax.process_index() == 0
+        self.optimizer = make_optimizer(config)
+        self.schedule = make_schedule(config)
+
+    def _train_step(self, params, opt_state, rest, batch, key):
+        return _train_step(self._graphdef, self.loss_fn, self.optimizer, self.cfg.precision, self.replicated,
+                           params, opt_state, rest, batch, key)
+
+    def _eval_step(self, params, rest, batch):
+        return _eval_step(self._graphdef, self.loss_fn, self.cfg.precision, self.replicated, params, rest, batch)
+
+    # ----- host-side helpers ----------------------------------------------------------------
+    def _shard_batch(self, batch: dict[str, np.ndarray], *, train: bool = True) -> dict[str, jax.Array]:
+        """Place a batch on the mesh, sharded on its leading axis.
+
+        Training batches must hold ``train.batch_size`` samples (globally), divisible by the device
+        count. Validation batches may be smaller (a last partial batch); one whose size does not
+        divide over the devices is evaluated replicated instead.
+        """
+        n = len(self.mesh.devices.flat)
+        sizes = {np.shape(v)[0] * jax.process_count() for v in batch.values()}
+        if len(sizes) != 1:
+            raise ValueError(f"batch arrays disagree on the batch size: "
+                             f"{ {k: np.shape(v)[0] for k, v in batch.items()} }")
+        global_b = sizes.pop()
+        if train and global_b != self.cfg.batch_size:
+            raise ValueError(f"training batch of {global_b} samples differs from train.batch_size={self.cfg.batch_size}")
+        if global_b % n:
+            if train or jax.process_count() > 1:
+                raise ValueError(f"batch of {global_b} samples must be divisible by the {n} devices of the data mesh")
+            return {k: jax.device_put(np.asarray(v), self.replicated) for k, v in batch.items()}
+        return {k: jax.make_array_from_process_local_data(self.batch_sharding, np.asarray(v)) for k, v in batch.items()}
+
+    def _leaves(self, tree: Any) -> list[jax.Array]:
+        return jax.tree_util.tree_leaves(tree)
+
+    def _unflatten(self, like: Any, leaves: list[Any]) -> Any:
+        return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(like), list(leaves))
+
+    def _save(self, store: CheckpointStore, step: int, params, opt_state, rest, epoch: int,
+              best_val: float | None, nan_events: int) -> None:
+        model = nnx.merge(self._graphdef, params, rest)
+        meta = model_meta(model, self.model_config, step=step, epoch=epoch, best_val=best_val,
+                          nan_events=nan_events, train=to_dict(self.cfg))
+        store.save(step, {"param": self._leaves(params), "rest": self._leaves(rest)}, self._leaves(opt_state), meta)
+
+    def _restore(self, store: CheckpointStore, step: int, params, opt_state, rest):
+        items_like = {"param": self._leaves(params), "rest": self._leaves(rest)}
+        items, opt, meta = store.restore(step, items_like, self._leaves(opt_state))
+        return (self._unflatten(params, items["param"]), self._unflatten(opt_state, opt),
+                self._unflatten(rest, items["rest"]), meta)
+
+    def _event(self, message: str) -> None:
+        if self.is_main:
+            with (self.run_dir / "events.log").open("a") as f:
+                f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {message}\n")
+
+    def validate(self, params, rest) -> dict[str, float]:
+        """Sample-weighted mean of the loss and its aux metrics over ``val_loader.epoch(0)``."""
+        sums: dict[str, float] = {}
+        count = 0
+        for batch in self.val_loader.epoch(0):
+            size = len(next(iter(batch.values())))
+            m = jax.device_get(self._eval_step(params, rest, self._shard_batch(batch, train=False)))
+            for k, v in m.items():
+                sums[k] = sums.get(k, 0.0) + size * float(v)
+            count += size
+        if count == 0:
+            raise ValueError("val_loader.epoch(0) yielded no batches")
+        return {k: v / count for k, v in sums.items()}
+
+    # ----- the loop ---------------------------------------------------------------------------
+    def fit(self, resume: bool = True) -> TrainResult:
+        """Train to ``config.steps`` updates; with ``resume`` continue from the newest checkpoint
+        in ``run_dir/checkpoints`` (exactly: same data order, noise keys and optimizer state)."""
+        cfg = self.cfg
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        model = build_model(self.model_config)
+        self._graphdef, params, rest = split_model(model)
+        params = jax.device_put(params, self.replicated)
+        rest = jax.device_put(rest, self.replicated)
+        opt_state = jax.device_put(self.optimizer.init(params), self.replicated)
+        store = CheckpointStore(self.run_dir / "checkpoints", cfg.keep_checkpoints)
+        best_store = CheckpointStore(self.run_dir / "best", 1)
+        run_info = {"model": self.model_config, "train": to_dict(cfg)}
+        start, best_val, nan_events = 0, None, 0
+        latest = store.latest_step() if resume else None
+        if latest is not None:
+            stored = store.meta(latest)["model"]
+            if stored != self.model_config:
+                raise ValueError(f"cannot resume {self.run_dir}: its model config {stored} differs "
+                                 f"from {self.model_config}")
+            params, opt_state, rest, meta = self._restore(store, latest, params, opt_state, rest)
+            start, best_val, nan_events = meta["step"], meta["best_val"], meta["nan_events"]
+            best_store.clear(after=start)  # saved after the resumed checkpoint; recomputed identically
+            self._event(f"step={start} event=resume")
+        else:
+            store.clear()
+            best_store.clear()
+            for name in ("metrics.csv", "validation.csv", "events.log"):
+                if self.is_main:
+                    (self.run_dir / name).unlink(missing_ok=True)
+            if self.is_main:
+                (self.run_dir / "run.json").write_text(json.dumps(run_info, indent=2))
+            self._save(store, 0, params, opt_state, rest, 0, None, 0)
+            self._event("step=0 event=start")
+        metrics_log = _CsvLog(self.run_dir / "metrics.csv", start, self.is_main)
+        val_log = _CsvLog(self.run_dir / "validation.csv", start, self.is_main)
+
+        base_key = jax.random.key(cfg.seed)
+        nb = len(self.train_loader)
+        bar = Progress(total=cfg.steps, desc="train", unit="steps", initial=start,
+                       enabled=self.progress and self.is_main)
+        t0, last_t, last_step = time.perf_counter(), time.perf_counter(), start
+        consecutive_bad = 0
+        step = start
+        last_batch = None
+        while step < cfg.steps:
+            epoch, offset = divmod(step, nb)
+            for batch in self.train_loader.epoch(epoch, start=offset):
+                last_batch = batch
+                key = jax.random.fold_in(base_key, step)
+                params, opt_state, m = self._train_step(params, opt_state, rest, self._shard_batch(batch), key)
+                m = {k: float(v) for k, v in jax.device_get(m).items()}
+                step += 1
+                event = ""
+                if not m.pop("finite"):
+                    nan_events += 1
+                    consecutive_bad += 1
+                    event = f"nonfinite_{cfg.nan_policy}"
+                    self._event(f"step={step} event=nonfinite_loss loss={m['loss']} grad_norm={m['grad_norm']} "
+                                f"action={cfg.nan_policy}")
+                    if consecutive_bad >= cfg.max_nan_events:
+                        raise RuntimeError(f"{consecutive_bad} consecutive non-finite losses up to step {step}; "
+                                           f"see {self.run_dir / 'events.log'}")
+                    if cfg.nan_policy == "rollback":
+                        ck = store.latest_step()
+                        params, opt_state, rest, _ = self._restore(store, ck, params, opt_state, rest)
+                        self._event(f"step={step} event=rollback restored_step={ck}")
+                else:
+                    consecutive_bad = 0
+                if step % cfg.log_every == 0 or event or step == cfg.steps:
+                    now = time.perf_counter()
+                    rate = (step - last_step) / max(now - last_t, 1e-9)
+                    last_t, last_step = now, step
+                    metrics_log.write({"step": step, "epoch": epoch, "lr": float(self.schedule(step - 1)),
+                                       "steps_per_s": rate, "time_s": now - t0, "event": event, **m})
+                bar.update(1, loss=m["loss"])
+                if self.val_loader is not None and (step % cfg.validate_every == 0 or step == cfg.steps):
+                    v = self.validate(params, rest)
+                    improved = math.isfinite(v["loss"]) and (best_val is None or v["loss"] < best_val)
+                    if improved:
+                        best_val = v["loss"]
+                        self._save(best_store, step, params, opt_state, rest, epoch, best_val, nan_events)
+                    val_log.write({"step": step, "val_loss": v["loss"], "best": int(improved),
+                                   **{f"val_{k}": x for k, x in v.items() if k != "loss"}})
+                if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                    self._save(store, step, params, opt_state, rest, epoch, best_val, nan_events)
+                if step >= cfg.steps:
+                    break
+        bar.close()
+        # replicated: every process holds a full copy; take the local one (works on multi-host too)
+        on_host = lambda tree: jax.tree_util.tree_map(lambda x: jnp.asarray(x.addressable_data(0)), tree)  # noqa: E731
+        model = nnx.merge(self._graphdef, on_host(params), on_host(rest))
+        if self.is_main:
+            if (self.run_dir / "metrics.csv").exists():
+                plot_losses(self.run_dir)
+            if self.sample_fn is not None:
+                sample_batch = next(iter(self.val_loader.epoch(0))) if self.val_loader is not None else last_batch
+                if sample_batch is not None:
+                    one = {k: np.asarray(v)[:1] for k, v in sample_batch.items()}
+                    graphdef = self._graphdef
+                    pred, truth = jax.jit(lambda p, r, b: self.sample_fn(nnx.merge(graphdef, p, r), b))(
+                        *split_model(model)[1:], one)
+                    plot_sample(np.asarray(pred), np.asarray(truth), self.run_dir / "sample.png")
+        self._event(f"step={step} event=finish")
+        store.close()
+        best_store.close()
+        return TrainResult(model=model, step=step, best_val=best_val, nan_events=nan_events, run_dir=self.run_dir)

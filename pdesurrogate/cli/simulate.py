@@ -123,7 +123,7 @@ def run_acoustic(cfg: AcousticSimulation) -> dict[str, np.ndarray]:
         raise ValueError(f"config.array.radius: must be > 0 m and leave room for the PML, got {radius:g}")
     ring = acoustic.ring_array(center, radius, cfg.array.n_elements)
     duration = sim.duration if sim.duration is not None else 2.2 * radius / float(c.min())
-    dt, nt = acoustic.time_axis(grid, medium, duration, cfl=sim.cfl)
+    dt, nt = acoustic.time_axis(grid, medium, duration, cfl=sim.cfl, scheme=sim.scheme, fd_order=sim.fd_order)
     src = cfg.source
     kwargs: dict[str, Any] = {}
     if src.kind == "element":

@@ -3,9 +3,9 @@
 Physics only: nothing here imports ``pdesurrogate`` or ``training``.
 """
 
-from solvers import signals
+from solvers import acoustic, maxwell, signals
 from solvers.grid import Grid
 from solvers.points import PointSampler
 from solvers.protocol import Stepper
 
-__all__ = ["Grid", "PointSampler", "Stepper", "signals"]
+__all__ = ["Grid", "PointSampler", "Stepper", "acoustic", "maxwell", "signals"]

@@ -57,8 +57,13 @@ def test_wavelength_resolution():
 
 
 def test_cw_source_frequency_mismatch():
-    with pytest.raises(ValueError, match="frequencies must all equal the cw source frequency"):
+    with pytest.raises(ValueError, match=r"frequencies must be within 1% of the cw source frequency"):
         _sim(frequencies=[maxwell.C0 / LAM0 * 1.1])
+
+
+def test_cw_frequency_from_rounded_speed_of_light_is_the_source_frequency():
+    res = _sim(frequencies=[3e8 / LAM0])
+    assert res.frequencies.tolist() == [maxwell.C0 / LAM0]
 
 
 def test_sources_outside_grid():

@@ -185,10 +185,17 @@ def _validate(grid, medium, source, frequencies, duration, pml_size, courant, to
     if cells_f < 2:
         raise ValueError(f"frequencies must be resolved by >= 2 cells per wavelength in the densest medium; "
                          f"the highest, {freqs.max():g} Hz, gives {cells_f:.3g} cells")
-    if source.waveform == "cw" and np.any(np.abs(freqs - source.frequency) > 1e-9 * source.frequency):
-        raise ValueError(f"frequencies must all equal the cw source frequency {source.frequency:g} Hz "
-                         f"(c0 / wavelength); use waveform='pulse' for several frequencies, got {freqs.tolist()}")
+    if source.waveform == "cw":
+        if np.any(np.abs(freqs - source.frequency) > CW_FREQUENCY_TOLERANCE * source.frequency):
+            raise ValueError(f"frequencies must be within {CW_FREQUENCY_TOLERANCE:.0%} of the cw source frequency "
+                             f"{source.frequency:g} Hz (c0 / wavelength); use waveform='pulse' for other "
+                             f"frequencies, got {freqs.tolist()}")
+        # A steady cw field holds only the source frequency (a rounded c0, e.g. 3e8, lands here).
+        freqs = np.full_like(freqs, source.frequency)
     return freqs, pml_size, courant
+
+
+CW_FREQUENCY_TOLERANCE = 1e-2  # relative
 
 
 @eqx.filter_jit
@@ -238,7 +245,9 @@ def simulate(
         grid: 2D or 3D grid.
         medium: permittivity / conductivity on ``grid``.
         source: :class:`PlaneWave`, :class:`GaussianBeam` or :class:`PointDipole`.
-        frequencies: Hz, positive; default ``[source.frequency]`` (cw sources allow only that one).
+        frequencies: Hz, positive; default ``[source.frequency]``. A cw source has only its own
+            frequency: values within 1% of it (e.g. from a rounded c0) are taken as it, and
+            ``Result.frequencies`` reports the frequency used.
         duration: simulated time in s; ``None`` runs until converged (see module docstring).
         pml_size: CPML thickness in cells on each non-periodic edge (0: PEC box).
         polarization: "TM" (Ez) or "TE" (Hz) in 2D; ignored in 3D.

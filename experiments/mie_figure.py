@@ -38,7 +38,7 @@ def run(cells: float, subpixel: bool):
         return np.where((x[0] - centre[0]) ** 2 + (x[1] - centre[1]) ** 2 < RADIUS**2, INDEX**2, 1.0)
 
     medium = maxwell.subpixel.smoothed_medium(grid, eps_fn) if subpixel else maxwell.Medium(eps_fn(grid.coordinates()))
-    res = maxwell.simulate(grid, medium, maxwell.PlaneWave(LAM0), pml_size=pml, subpixel=subpixel)
+    res = maxwell.simulate(grid, medium, maxwell.PlaneWave(LAM0), pml_size=pml)
     x, y = grid.coordinates()
     ref = maxwell.analytic.mie_cylinder(x, y, LAM0, RADIUS, INDEX, centre=tuple(centre))
     box = slice(pml + 5, n - pml - 5)

@@ -99,3 +99,16 @@ def test_other_options():
     eps[20:40, 20:40] = 2.0  # crosses the TFSF box (24 cells in)
     with pytest.raises(ValueError, match="permittivity must equal the source's background_permittivity"):
         _sim(medium=maxwell.Medium(eps))
+
+
+def test_smoothed_medium_is_used_unless_switched_off():
+    centre = np.array(GRID.extent) / 2
+
+    def eps_fn(x):
+        return np.where(np.sum((x - centre.reshape(2, 1, 1)) ** 2, axis=0) < (LAM0 / 6) ** 2, 2.25, 1.0)
+
+    smooth = maxwell.subpixel.smoothed_medium(GRID, eps_fn)
+    default, explicit = _sim(medium=smooth), _sim(medium=smooth, subpixel=True)
+    staircased = _sim(medium=smooth, subpixel=False)
+    np.testing.assert_array_equal(np.asarray(default.field), np.asarray(explicit.field))
+    assert float(np.max(np.abs(np.asarray(default.field) - np.asarray(staircased.field)))) > 1e-3

@@ -32,6 +32,7 @@ from solvers.maxwell.adjoint import adjoint_run
 from solvers.maxwell.medium import C0, Medium
 from solvers.maxwell.monitors import Monitor, normalisation
 from solvers.maxwell.sources import GaussianBeam, Injection, PlaneWave, PointDipole, driven_step
+from solvers.maxwell.subpixel import use_subpixel
 from solvers.maxwell.yee import Fields, Mode, YeeOperator, make_mode
 from solvers.scan import CHECKPOINTING, scan
 from solvers.validate import check_choice, check_int_range, check_positive_finite_scalar, is_concrete
@@ -225,7 +226,7 @@ def simulate(
     *,
     pml_size: int = 20,
     polarization: str = "TM",
-    subpixel: bool = False,
+    subpixel: bool | None = None,
     courant: float = 0.99,
     tolerance: float = 1e-3,
     check_periods: int = 2,
@@ -251,7 +252,8 @@ def simulate(
         duration: simulated time in s; ``None`` runs until converged (see module docstring).
         pml_size: CPML thickness in cells on each non-periodic edge (0: PEC box).
         polarization: "TM" (Ez) or "TE" (Hz) in 2D; ignored in 3D.
-        subpixel: use ``medium.component_permittivity`` (from :func:`subpixel.smoothed_medium`).
+        subpixel: use ``medium.component_permittivity`` (from :func:`subpixel.smoothed_medium`);
+            ``None``: whenever the medium has it (see :func:`subpixel.use_subpixel`).
         courant: fraction of the stability limit, in (0, 1].
         tolerance: relative phasor change that counts as converged.
         check_periods: cw convergence chunk in periods (>= 2).
@@ -286,9 +288,7 @@ def simulate(
     check_int_range("check_periods", check_periods, 2)
     check_int_range("max_periods", max_periods, 1)
     mode = make_mode(grid.ndim, polarization)
-    if subpixel and medium.component_permittivity is None:
-        raise ValueError("subpixel=True needs medium.component_permittivity; build the medium with "
-                         "solvers.maxwell.subpixel.smoothed_medium")
+    subpixel = use_subpixel(medium, subpixel)
     box = tfsf_box(grid, pml_size, tfsf_margin, periodic, tfsf_open)
     _check_background(medium, grid, source, box)
     dtype = compute_dtype(medium.permittivity, medium.conductivity)

@@ -20,6 +20,7 @@ from solvers.dtypes import compute_dtype
 from solvers.grid import Grid
 from solvers.maxwell.medium import Medium
 from solvers.maxwell.simulate import _periodic_tuple, check_pml_size, component_permittivity, time_step
+from solvers.maxwell.subpixel import use_subpixel
 from solvers.maxwell.yee import Fields, YeeOperator, make_mode
 from solvers.validate import check_int_range, check_positive_finite_scalar
 
@@ -36,14 +37,14 @@ class Stepper(eqx.Module):
     dt: float = eqx.field(static=True)
 
     def __init__(self, grid: Grid, medium: Medium, pml_size: int = 0, *, polarization: str = "TM",
-                 courant: float = 0.99, subpixel: bool = False, periodic=False):
+                 courant: float = 0.99, subpixel: bool | None = None, periodic=False):
         """Args:
             grid: 2D or 3D grid.
             medium: permittivity / conductivity on ``grid``.
             pml_size: CPML cells per non-periodic edge; 0 is a lossless PEC box (reversible).
             polarization: "TM" or "TE" in 2D.
             courant: fraction of the stability limit, in (0, 1].
-            subpixel: use ``medium.component_permittivity``.
+            subpixel: use ``medium.component_permittivity``; ``None``: whenever the medium has it.
             periodic: bool or one bool per axis.
         """
         medium.check_grid(grid)
@@ -52,8 +53,7 @@ class Stepper(eqx.Module):
         courant = check_positive_finite_scalar("courant", courant)
         if courant > 1.0:
             raise ValueError(f"courant must be in (0, 1] (fraction of the Yee stability limit), got {courant}")
-        if subpixel and medium.component_permittivity is None:
-            raise ValueError("subpixel=True needs medium.component_permittivity (see maxwell.subpixel)")
+        subpixel = use_subpixel(medium, subpixel)
         mode = make_mode(grid.ndim, polarization)
         dtype = compute_dtype(medium.permittivity, medium.conductivity)
         self.grid = grid

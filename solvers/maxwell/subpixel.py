@@ -61,3 +61,18 @@ def smoothed_medium(grid: Grid, permittivity_fn: Callable[[np.ndarray], np.ndarr
         comps.append(1.0 / (nc2 * inv + (1.0 - nc2) / mean))
     return Medium(permittivity=np.asarray(permittivity_fn(nodes), np.float64), conductivity=conductivity,
                   component_permittivity=np.stack(comps))
+
+
+def use_subpixel(medium: Medium, subpixel: bool | None) -> bool:
+    """Whether a run uses ``medium.component_permittivity``.
+
+    ``None`` (the default of ``simulate`` and ``Stepper``) means: whenever the medium carries it,
+    i.e. when it was built by :func:`smoothed_medium`. ``False`` forces the staircased
+    permittivity; ``True`` without component values raises ``ValueError``.
+    """
+    if subpixel is None:
+        return medium.component_permittivity is not None
+    if subpixel and medium.component_permittivity is None:
+        raise ValueError("subpixel=True needs medium.component_permittivity; build the medium with "
+                         "solvers.maxwell.subpixel.smoothed_medium")
+    return bool(subpixel)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import NamedTuple
 
 import equinox as eqx
@@ -82,6 +83,17 @@ def _simulate_core(cfg: _Config, c, rho, alpha, dt, c_ref, p0, terms, sensors) -
                             pressure=state.p, snapshots=snapshots, dt=st.dt, snapshot_steps=cfg.snapshot_steps)
 
 
+def _warn_if_in_pml(grid: Grid, name: str, points: np.ndarray, pml_size: int) -> None:
+    """Warn when any of ``points`` (m, ``(n, ndim)``) lies inside the absorbing layer."""
+    if pml_size == 0:
+        return
+    cells = points / grid.spacing
+    inside = np.any((cells < pml_size) | (cells > np.array(grid.shape) - 1 - pml_size), axis=1)
+    if np.any(inside):
+        warnings.warn(f"{int(inside.sum())} of the {name} lie inside the {pml_size}-cell PML, where the field "
+                      f"is attenuated", UserWarning, stacklevel=3)
+
+
 def simulate(grid: Grid, medium: Medium, duration: float, p0: jnp.ndarray | None = None,
              sources: PointSource | list[PointSource] | tuple[PointSource, ...] | None = None,
              sensors: np.ndarray | None = None, scheme: str = "pstd", pml_size: int = 20, dt: float | None = None,
@@ -98,7 +110,8 @@ def simulate(grid: Grid, medium: Medium, duration: float, p0: jnp.ndarray | None
         p0: initial pressure in Pa, ``grid.shape`` (velocity starts at zero), or ``None``.
         sources: time-varying point sources; signals have ``nt`` samples on the solver time axis
             (use :func:`time_axis` to get ``dt`` and ``nt``).
-        sensors: ``(n_sensors, ndim)`` positions in metres, outside the PML.
+        sensors: ``(n_sensors, ndim)`` positions in metres inside the grid. As in k-Wave, points
+            inside the PML are allowed (with a warning), but what they record is attenuated.
         scheme: ``"pstd"`` or ``"fd"``.
         pml_size: PML thickness in cells (0: periodic, lossless).
         dt: explicit time step in s (required when the medium is traced); default from ``cfl``.
@@ -146,13 +159,15 @@ def simulate(grid: Grid, medium: Medium, duration: float, p0: jnp.ndarray | None
     for i, s in enumerate(sources):
         if not isinstance(s, PointSource):
             raise ValueError(f"sources[{i}] must be an acoustic.PointSource, got {type(s).__name__}")
-        grid.check_points(f"sources[{i}].positions", np.asarray(s.positions), margin=pml_size)
+        _warn_if_in_pml(grid, f"sources[{i}].positions", grid.check_points(f"sources[{i}].positions", s.positions),
+                        pml_size)
         if s.num_samples != nt:
             raise ValueError(f"sources[{i}].signals must have nt={nt} samples (duration {duration:g} s, "
                              f"dt {dt:.6g} s; see acoustic.time_axis), got {s.num_samples}")
     sampler = None
     if sensors is not None:
-        pts = grid.check_points("sensors", sensors, margin=pml_size)
+        pts = grid.check_points("sensors", sensors)
+        _warn_if_in_pml(grid, "sensors", pts, pml_size)
         sampler = PointSampler(grid, pts, kernel=kernel_s, name="sensors")
     steps: tuple[int, ...] = ()
     if snapshot_times is not None:

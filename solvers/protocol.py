@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
+import equinox as eqx
+
 
 @runtime_checkable
 class Stepper(Protocol):
@@ -28,3 +30,17 @@ class Stepper(Protocol):
     def reverse(self, state: Any) -> Any:
         """Time-reversal map R: acoustic (p, v) -> (p, -v); Maxwell (E, H) -> (E, -H)."""
         ...
+
+
+class StepperModule(eqx.Module):
+    """Base of the solvers' equinox ``Stepper`` modules.
+
+    Identity equality and hashing make bound methods usable as ``jax.jit`` targets
+    (``jax.jit(stepper.step)``): field-wise equality would compare arrays, which are unhashable.
+    Structural comparison stays available through ``equinox.tree_equal``.
+    """
+
+    __hash__ = object.__hash__
+
+    def __eq__(self, other: object) -> bool:
+        return self is other

@@ -8,7 +8,6 @@ to 1 at the grid boundary, and is applied as ``u <- a * (a * u + dt * rhs)`` wit
 
 from __future__ import annotations
 
-import jax.numpy as jnp
 import numpy as np
 
 
@@ -24,15 +23,3 @@ def pml_depth(n: int, size: int, staggered: bool) -> np.ndarray:
     depth = np.maximum(np.maximum(size - pos, pos - (n - 1 - size)), 0.0)
     return depth / size
 
-
-def pml_factor(depth: np.ndarray, axis: int, ndim: int, sigma_max: jnp.ndarray, duration: jnp.ndarray,
-               dtype: jnp.dtype) -> jnp.ndarray:
-    """``exp(-sigma * duration / 2)`` along ``axis``, shaped to broadcast over the grid.
-
-    Args:
-        depth: output of :func:`pml_depth`, shape ``(n,)``.
-        sigma_max: ``alpha * c_ref / h`` in 1/s.
-        duration: the time span of the update in s (``dt`` or ``dt / 2``).
-    """
-    sigma = sigma_max * jnp.asarray(depth**4, dtype)
-    return jnp.exp(-sigma * duration / 2).reshape([-1 if e == axis else 1 for e in range(ndim)])

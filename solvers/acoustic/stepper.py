@@ -45,6 +45,7 @@ from solvers.acoustic.sources import SourceTerm
 from solvers.dtypes import compute_dtype
 from solvers.grid import Grid
 from solvers.points import PointSampler
+from solvers.protocol import StepperModule
 from solvers.validate import check_choice, check_int_range, check_positive_finite_scalar, is_concrete
 
 SCHEMES = ("pstd", "fd")
@@ -144,7 +145,7 @@ def _axis_shape(axis: int, ndim: int) -> list[int]:
     return [-1 if e == axis else 1 for e in range(ndim)]
 
 
-class Stepper(eqx.Module):
+class Stepper(StepperModule):
     """A differentiable acoustic time stepper (implements :class:`solvers.Stepper`).
 
     Args:

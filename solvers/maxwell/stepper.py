@@ -14,7 +14,6 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 from solvers.dtypes import compute_dtype
 from solvers.grid import Grid
@@ -22,10 +21,12 @@ from solvers.maxwell.medium import Medium
 from solvers.maxwell.simulate import _periodic_tuple, check_pml_size, component_permittivity, time_step
 from solvers.maxwell.subpixel import use_subpixel
 from solvers.maxwell.yee import Fields, YeeOperator, make_mode
+from solvers.protocol import StepperModule
+from solvers.scan import scan
 from solvers.validate import check_int_range, check_positive_finite_scalar
 
 
-class Stepper(eqx.Module):
+class Stepper(StepperModule):
     """Source-free Yee time stepper.
 
     Attributes:
@@ -82,10 +83,14 @@ class Stepper(eqx.Module):
 
     def step(self, state: Fields) -> Fields:
         """One step of ``dt``."""
-        return self.run(state, 1)
+        return self.run(state, 1, checkpoint="none")
 
-    def run(self, state: Fields, n: int) -> Fields:
-        """``n`` steps (``lax.scan`` of fused leapfrog updates)."""
+    def run(self, state: Fields, n: int, *, checkpoint: str = "segmented") -> Fields:
+        """``n`` steps (a scan of fused leapfrog updates; ``n`` a static int >= 0).
+
+        Gradients through the loop use ``checkpoint`` (``"segmented"``, ``"recursive"`` or
+        ``"none"``; see :mod:`solvers.scan`), so their memory does not grow as state x steps.
+        """
         n = check_int_range("n", n, 0)
         if n == 0:
             return state
@@ -96,7 +101,7 @@ class Stepper(eqx.Module):
             return op.update_e(op.update_h(f)), None
 
         f = op.update_e(f)
-        f, _ = lax.scan(body, f, None, length=n - 1)
+        f, _ = scan(body, f, None, length=n - 1, checkpoint=checkpoint)
         # f.h lags E by half a step: close with half an H update. The closing half step advances
         # the CPML memory and the opening one reuses it, so run(s, n) == step applied n times.
         return op.update_h(f, 0.5, update_psi=True)

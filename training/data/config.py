@@ -31,8 +31,26 @@ from pdesurrogate.config import parse, spec, to_dict
 
 ACOUSTIC_PHANTOMS = ("breast", "brain", "grf", "ellipses")
 OPTICAL_PHANTOMS = ("cell", "optical_ellipses", "optical_grf")
-SCENARIOS = ("phantom", "acoustic_stepper", "photoacoustic", "usct", "optics")
+SCENARIOS = ("phantom", "acoustic_stepper", "photoacoustic", "usct", "optics", "maxwell_stepper")
 SPLITS = ("train", "rare_lesion", "ood_skull", "ood_frequency", "ood_contrast")
+
+
+# Trajectory settings shared by the acoustic ([data.acoustic]) and Maxwell ([data.optics]) steppers.
+def _save_every() -> Any:
+    return field(default=4, metadata=spec(min=1, doc="solver steps per saved frame (macro step)"))
+
+
+def _n_frames() -> Any:
+    return field(default=8, metadata=spec(min=1, doc="saved frames after the initial one"))
+
+
+def _source_radius() -> Any:
+    return field(default=(1.0, 3.0), metadata=spec(
+        min=0.5, max=64.0, doc="initial-field (p0 / Ez) Gaussian blob radius range in cells"))
+
+
+def _n_sources() -> Any:
+    return field(default=(1, 3), metadata=spec(min=1, max=64, doc="initial-field blobs per sample"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,8 +87,8 @@ class AcousticConfig:
     dt: float = field(default=0.0, metadata=spec(
         min=0.0, max=1.0, unit="s", doc="explicit time step (0: from cfl at the fastest possible medium); "
         "pin it to the training set's value for shifted test sets"))
-    save_every: int = field(default=4, metadata=spec(min=1, doc="solver steps per saved frame (macro step)"))
-    n_frames: int = field(default=8, metadata=spec(min=1, doc="saved frames after the initial one"))
+    save_every: int = _save_every()
+    n_frames: int = _n_frames()
     save_velocity: bool = field(default=True, metadata=spec(doc="store the particle velocity frames too"))
     frequency: float = field(default=1.0e6, metadata=spec(min=1.0, unit="Hz", doc="source centre frequency"))
     signal: str = field(default="tone_burst", metadata=spec(choices=("tone_burst", "gaussian_pulse")))
@@ -79,14 +97,17 @@ class AcousticConfig:
     n_elements: int = field(default=32, metadata=spec(min=2, max=4096, doc="ring-array elements"))
     n_shots: int = field(default=4, metadata=spec(min=1, max=4096, doc="emitting elements per sample (evenly spaced)"))
     ring_margin: int = field(default=2, metadata=spec(min=0, max=256, doc="ring distance from the PML in cells"))
-    source_radius: tuple[float, float] = field(default=(1.0, 3.0), metadata=spec(
-        min=0.5, max=64.0, doc="acoustic_stepper p0 blob radius range in cells"))
-    n_sources: tuple[int, int] = field(default=(1, 3), metadata=spec(min=1, max=64, doc="p0 blobs per sample"))
+    source_radius: tuple[float, float] = _source_radius()
+    n_sources: tuple[int, int] = _n_sources()
 
 
 @dataclasses.dataclass(frozen=True)
 class OpticsConfig:
-    """Optical (Maxwell) settings for the ``optics`` scenario."""
+    """Optical (Maxwell) settings for the ``optics`` and ``maxwell_stepper`` scenarios.
+
+    ``maxwell_stepper`` reads ``pml_size``, ``courant`` and the trajectory settings (``save_every``,
+    ``n_frames``, ``source_radius``, ``n_sources``); ``optics`` reads the rest and ``pml_size``.
+    """
 
     wavelength: float = field(default=5.0e-7, metadata=spec(min=1e-9, unit="m", doc="vacuum wavelength"))
     n_angles: int = field(default=4, metadata=spec(min=1, max=360, doc="plane-wave angles evenly over 360 deg"))
@@ -95,6 +116,12 @@ class OpticsConfig:
         min=0, max=256, doc="cells between the total-field box edge and the detector lines"))
     settle_periods: float = field(default=10.0, metadata=spec(
         min=1.0, max=10000.0, doc="periods simulated after the source ramp and two grid-diagonal crossings"))
+    courant: float = field(default=0.99, metadata=spec(
+        min=0.01, max=1.0, doc="maxwell_stepper: time step as a fraction of the Yee stability limit"))
+    save_every: int = _save_every()
+    n_frames: int = _n_frames()
+    source_radius: tuple[float, float] = _source_radius()
+    n_sources: tuple[int, int] = _n_sources()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,9 +146,9 @@ class DataConfig:
         if len(self.shape) not in (2, 3):
             raise ValueError(f"data.shape: must have 2 or 3 entries, got {list(self.shape)}")
         optical = self.phantom.kind in OPTICAL_PHANTOMS
-        if self.scenario == "optics" and not optical:
-            raise ValueError(f"data.phantom.kind: the optics scenario needs one of {list(OPTICAL_PHANTOMS)}, "
-                             f"got {self.phantom.kind!r}")
+        if self.scenario in ("optics", "maxwell_stepper") and not optical:
+            raise ValueError(f"data.phantom.kind: the {self.scenario} scenario needs one of "
+                             f"{list(OPTICAL_PHANTOMS)}, got {self.phantom.kind!r}")
         if self.scenario in ("acoustic_stepper", "photoacoustic", "usct") and optical:
             raise ValueError(f"data.phantom.kind: the {self.scenario} scenario needs one of "
                              f"{list(ACOUSTIC_PHANTOMS)}, got {self.phantom.kind!r}")
@@ -129,14 +156,15 @@ class DataConfig:
             lo, hi = getattr(self.phantom, name)
             if lo > hi:
                 raise ValueError(f"data.phantom.{name}: must be [low, high] with low <= high, got {[lo, hi]}")
-        if self.acoustic.source_radius[0] > self.acoustic.source_radius[1]:
-            raise ValueError(f"data.acoustic.source_radius: low > high, got {list(self.acoustic.source_radius)}")
-        if self.acoustic.n_sources[0] > self.acoustic.n_sources[1]:
-            raise ValueError(f"data.acoustic.n_sources: low > high, got {list(self.acoustic.n_sources)}")
+        for section in ("acoustic", "optics"):
+            for name in ("source_radius", "n_sources"):
+                lo, hi = getattr(getattr(self, section), name)
+                if lo > hi:
+                    raise ValueError(f"data.{section}.{name}: low > high, got {[lo, hi]}")
         if self.scenario == "usct" and self.acoustic.n_shots > self.acoustic.n_elements:
             raise ValueError(f"data.acoustic.n_shots: must be <= n_elements ({self.acoustic.n_elements}), "
                              f"got {self.acoustic.n_shots}")
-        if self.scenario in ("usct", "photoacoustic", "optics") and len(self.shape) != 2:
+        if self.scenario in ("usct", "photoacoustic", "optics", "maxwell_stepper") and len(self.shape) != 2:
             raise ValueError(f"data.shape: the {self.scenario} scenario is 2D only, got {list(self.shape)}")
         if self.scenario in ("photoacoustic", "usct") and self.acoustic.duration <= 0:
             raise ValueError(f"data.acoustic.duration: must be > 0 s for {self.scenario}, got {self.acoustic.duration}")

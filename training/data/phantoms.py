@@ -62,6 +62,8 @@ def body_radius(config: DataConfig) -> float:
         free = (half - config.optics.pml_size - TFSF_MARGIN - config.optics.detector_margin) / math.sqrt(2) - 2
     elif config.scenario == "phantom":
         free = 0.9 * half
+    elif config.scenario == "maxwell_stepper":  # clear of the CPML
+        free = half - config.optics.pml_size - 2
     else:
         free = half - config.acoustic.pml_size - config.acoustic.ring_margin - 2
     if free < 3:

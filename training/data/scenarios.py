@@ -15,8 +15,15 @@ Scenarios (``data.scenario``):
 - ``optics``: ``n_angles`` plane-wave illuminations (angles evenly over 360 degrees): the phasor
   ``field (n_angles, *shape)`` (complex, Ez in 2D TM) and the detector-line measurements
   ``detector (n_angles, n_detectors)`` on a line across the beam behind the object.
+- ``maxwell_stepper``: the 2D TM counterpart of ``acoustic_stepper``: an optical medium
+  (``refractive_index`` and ``permittivity = refractive_index**2``, lossless), an initial ``e0``
+  (Ez, V/m) made of Gaussian blobs with H = 0, the time step ``dt``, and every ``optics.save_every``
+  Yee steps the state of :class:`solvers.maxwell.Stepper`: ``ez (n_frames + 1, *shape)`` and
+  ``h (n_frames + 1, 2, *shape)`` = ``eta0 * (Hx, Hy)`` (V/m, on their Yee positions, at the same
+  integer times as Ez), frame ``k`` at time ``k * save_every * dt``.
 
-All media of one dataset share one time step (from :func:`phantoms.max_sound_speed`), so that
+All media of one dataset share one time step (acoustic: from :func:`phantoms.max_sound_speed`;
+Maxwell: the Yee limit times ``optics.courant``, which does not depend on the medium), so that
 batches vmap over media with an explicit ``dt``.
 """
 
@@ -61,9 +68,24 @@ class Scenario:
         out["lesion_mask"] = ph.lesion_mask
         if "p0" in self.fields:
             out["p0"] = phantoms.initial_pressure(cfg, cfg.seed, index, vessels=cfg.scenario == "photoacoustic")
+        if "e0" in self.fields:
+            out["e0"] = phantoms.initial_pressure(_optics_blobs(cfg), cfg.seed, index)
+        if "permittivity" in self.fields:
+            out["permittivity"] = np.square(ph.medium["refractive_index"])
         if "dt" in self.fields:
             out["dt"] = np.asarray(self.constants["dt"], np.float64)
         return out, {"rare_lesion": int(ph.rare_lesion)}
+
+
+DT_FIELD = FieldSpec((), "float64", "s", "solver time step")
+
+
+def _optics_blobs(config: DataConfig) -> DataConfig:
+    """``config`` with the ``[data.optics]`` blob settings in place of the acoustic ones, so that
+    :func:`phantoms.initial_pressure` draws the Maxwell stepper's initial Ez (one blob generator)."""
+    o = config.optics
+    return dataclasses.replace(config, acoustic=dataclasses.replace(
+        config.acoustic, source_radius=o.source_radius, n_sources=o.n_sources))
 
 
 def _medium_fields(config: DataConfig) -> dict[str, FieldSpec]:
@@ -105,34 +127,64 @@ def time_step(config: DataConfig) -> float:
     return float(dt)
 
 
+def trajectory_frames(stepper: Any, state: Any, save_every: int, n_frames: int,
+                      frame: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+    """``frame(state)`` now and after every ``save_every`` steps of ``stepper`` (any design.md Stepper).
+
+    Returns ``{name: (n_frames + 1, *frame_shape)}``: entry ``k`` is the state at ``k * save_every`` steps.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    def body(s, _):
+        s = stepper.run(s, save_every)
+        return s, frame(s)
+
+    _, later = jax.lax.scan(body, state, None, length=n_frames)
+    first = frame(state)
+    return {k: jnp.concatenate([first[k][None], later[k]]) for k in first}
+
+
 def _trajectory(config: DataConfig, dt: float) -> Callable:
     """Single-sample function: ``(sound_speed, density, p0) -> pressure/velocity frames``."""
-    import jax
     import jax.numpy as jnp
     from solvers import Grid, acoustic
 
     a = config.acoustic
     grid = Grid(config.shape, config.spacing)
 
+    def frame(s) -> dict[str, Any]:
+        if not a.save_velocity:
+            return {"pressure": s.p}
+        return {"pressure": s.p, "velocity": jnp.stack(list(s.v)) if isinstance(s.v, (tuple, list)) else s.v}
+
     def run(inputs: dict[str, Any]) -> dict[str, Any]:
         medium = acoustic.Medium(sound_speed=inputs["sound_speed"], density=inputs["density"])
         stepper = acoustic.Stepper(grid, medium, scheme=a.scheme, pml_size=a.pml_size, dt=dt)
-        state = stepper.init(inputs["p0"])
+        return trajectory_frames(stepper, stepper.init(inputs["p0"]), a.save_every, a.n_frames, frame)
 
-        def frame(s):
-            v = jnp.stack(list(s.v)) if isinstance(s.v, (tuple, list)) else s.v
-            return (s.p, v) if a.save_velocity else (s.p,)
+    return run
 
-        def body(s, _):
-            s = stepper.run(s, a.save_every)
-            return s, frame(s)
 
-        _, frames = jax.lax.scan(body, state, None, length=a.n_frames)
-        first = frame(state)
-        out = {"pressure": jnp.concatenate([first[0][None], frames[0]])}
-        if a.save_velocity:
-            out["velocity"] = jnp.concatenate([first[1][None], frames[1]])
-        return out
+def maxwell_time_step(config: DataConfig) -> float:
+    """The Maxwell stepper's time step (s): ``optics.courant`` times the 2D Yee limit (medium-independent)."""
+    from solvers import Grid, maxwell
+
+    return float(maxwell.time_step(Grid(config.shape, config.spacing), config.optics.courant))
+
+
+def _maxwell_trajectory(config: DataConfig) -> Callable:
+    """Single-sample function: ``(permittivity, e0) -> ez (T, *shape), h (T, 2, *shape)`` (2D TM)."""
+    from solvers import Grid, maxwell
+
+    o = config.optics
+    grid = Grid(config.shape, config.spacing)
+
+    def run(inputs: dict[str, Any]) -> dict[str, Any]:
+        stepper = maxwell.Stepper(grid, maxwell.Medium(permittivity=inputs["permittivity"]), pml_size=o.pml_size,
+                                  courant=o.courant)
+        return trajectory_frames(stepper, stepper.init(inputs["e0"]), o.save_every, o.n_frames,
+                                 lambda s: {"ez": s.e[0], "h": s.h})
 
     return run
 
@@ -273,12 +325,27 @@ def build(config: DataConfig) -> Scenario:
                      "frequency_hz": SPEED_OF_LIGHT / config.optics.wavelength,
                      "duration_s": optics_duration(config), "background_index": phantoms.WATER_INDEX}
         return Scenario(original, fields, ("refractive_index",), _optics(config), constants)
+    if config.scenario == "maxwell_stepper":
+        o = config.optics
+        dt = maxwell_time_step(config)
+        n = o.n_frames + 1
+        fields |= {"permittivity": FieldSpec(shape, "float32", "1", "relative permittivity = refractive_index**2"),
+                   "e0": FieldSpec(shape, "float32", "V/m", "initial Ez (the source; H starts at 0)"),
+                   "dt": DT_FIELD,
+                   "ez": FieldSpec((n, *shape), "float32", "V/m",
+                                   f"Ez every {o.save_every} steps, frame k at k*{o.save_every}*dt"),
+                   "h": FieldSpec((n, 2, *shape), "float32", "V/m",
+                                  "eta0*(Hx, Hy) frames at the times of ez (Yee-staggered positions)")}
+        constants = {"dt": dt, "frame_interval_s": dt * o.save_every, "save_every": o.save_every,
+                     "pml_size": o.pml_size, "courant": o.courant, "conductivity_s_per_m": 0.0,
+                     "background_index": phantoms.WATER_INDEX}
+        return Scenario(original, fields, ("permittivity", "e0"), _maxwell_trajectory(config), constants)
     dt = time_step(original)  # phantoms.* take the config as given and apply its split once
     constants: dict[str, Any] = {"dt": dt, "max_sound_speed": phantoms.max_sound_speed(original)}
     if config.scenario in ("acoustic_stepper", "photoacoustic"):
         frames = a.n_frames + 1
         fields |= {"p0": FieldSpec(shape, "float32", "Pa", "initial pressure (the source)"),
-                   "dt": FieldSpec((), "float64", "s", "solver time step"),
+                   "dt": DT_FIELD,
                    "pressure": FieldSpec((frames, *shape), "float32", "Pa",
                                          f"pressure every {a.save_every} steps, frame k at k*{a.save_every}*dt")}
         if a.save_velocity:
@@ -296,7 +363,7 @@ def build(config: DataConfig) -> Scenario:
 
         return Scenario(original, fields, ("sound_speed", "density", "p0"), both, constants)
     run, nt = _usct(config, dt)
-    fields |= {"dt": FieldSpec((), "float64", "s", "solver time step"),
+    fields |= {"dt": DT_FIELD,
                "traces": FieldSpec((a.n_shots, nt, a.n_elements), "float32", "Pa",
                                    "pressure at every ring element, per emitting element (shot)")}
     constants |= {"nt": nt, "ring_radius_m": ring_radius(config), "signal": a.signal, "frequency_hz": a.frequency,

@@ -55,3 +55,14 @@ def test_simulate_acoustic_writes_outputs(tmp_path):
         assert np.argmax(np.abs(traces[:, 8])) > np.argmax(np.abs(traces[:, 0]))
     assert (out / "simulation.png").stat().st_size > 10_000
     assert 'scheme = "fd"' in (out / "config.toml").read_text()
+
+
+def test_file_system_errors_are_one_line(tmp_path, capsys):
+    not_a_dir = tmp_path / "file.txt"
+    not_a_dir.write_text("x")
+    cfg = tmp_path / "sim.toml"
+    cfg.write_text("[grid]\nshape = [32, 32]\nspacing = 5e-4\n[medium]\nphantom = \"homogeneous\"\n"
+                   "[array]\nn_elements = 4\n[simulation]\npml_size = 4\n")
+    assert main(["simulate", "acoustic", str(cfg), "--out", str(not_a_dir / "sub")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Not a directory" in err[0] and "Traceback" not in err[0]

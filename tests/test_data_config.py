@@ -23,10 +23,32 @@ from training.data.config import DataConfig, fingerprint
     ({"scenario": "optics", "phantom": {"kind": "breast"}}, r"^data\.phantom\.kind: the optics scenario needs"),
     ({"scenario": "usct", "shape": [32, 32, 32]}, r"^data\.shape: the usct scenario is 2D only"),
     ({"phantom": {"n_inclusions": [4, 1]}}, r"^data\.phantom\.n_inclusions: must be \[low, high\]"),
+    ({"split": "rare_lesion"}, r"^data\.phantom\.lesion_rate: the rare_lesion split needs a rate > 0"),
+    ({"split": "ood_skull"}, r"^data\.split: ood_skull shifts the skull of the 'brain' phantom"),
+    ({"scenario": "acoustic_stepper", "split": "ood_frequency"}, r"^data\.split: ood_frequency needs a scenario"),
 ])
 def test_bad_config_names_the_field(section, message):
     with pytest.raises(ValueError, match=message):
         parse_data_config(section)
+
+
+def test_unknown_section_in_experiment_file(tmp_path):
+    from training.data import load_data_config
+
+    cfg = tmp_path / "typo.toml"
+    cfg.write_text('[data]\nnum_samples = 4\n[trian]\nsteps = 1\n')
+    with pytest.raises(ValueError, match=r"^trian: unknown section in .*allowed sections are \['data', 'model', 'train'\]"):
+        load_data_config(str(cfg))
+
+
+def test_ood_frequency_shifts_the_source_frequency():
+    from training.data.config import effective
+
+    usct = parse_data_config({"scenario": "usct", "split": "ood_frequency", "ood_factor": 1.5})
+    assert effective(usct).acoustic.frequency == 1.5 * usct.acoustic.frequency
+    optics = parse_data_config({"scenario": "optics", "split": "ood_frequency", "ood_factor": 2.0,
+                                "phantom": {"kind": "cell"}, "shape": [64, 64]})
+    assert effective(optics).optics.wavelength == optics.optics.wavelength / 2
 
 
 def test_defaults_and_fingerprint():

@@ -31,7 +31,7 @@ def test_each_sample_once_per_epoch_across_processes(dataset, process_count):
 
 
 def test_drop_last_equal_batches_disjoint(dataset):
-    loaders = [Loader(dataset, 3, seed=0, process_index=p, process_count=2) for p in range(2)]
+    loaders = [Loader(dataset, 3, seed=0, drop_last=True, process_index=p, process_count=2) for p in range(2)]
     assert [len(lo) for lo in loaders] == [3, 3]  # 23 // 2 = 11 per process -> 3 full batches
     idx = [np.concatenate([b["index"] for b in lo.epoch(0)]) for lo in loaders]
     assert all(len(i) == 9 for i in idx) and not set(idx[0]) & set(idx[1])

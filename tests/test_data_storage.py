@@ -107,8 +107,13 @@ def test_partial_then_resume_equals_uninterrupted(tmp_path):
     assert_same_samples(tmp_path / "full", tmp_path / "part")
 
 
-def test_sigkill_and_resume_identical(tmp_path):
-    data = dict(PHANTOM, num_samples=240, batch_size=1, shape=[48, 48])
+@pytest.mark.parametrize("data", [
+    dict(PHANTOM, num_samples=240, batch_size=1, shape=[48, 48]),
+    # the device path: vmapped simulation and the background writer thread are killed mid-run
+    {"scenario": "acoustic_stepper", "num_samples": 240, "batch_size": 1, "shape": [32, 32],
+     "acoustic": {"pml_size": 4, "n_frames": 4}},
+], ids=["phantom", "acoustic_stepper"])
+def test_sigkill_and_resume_identical(tmp_path, data):
     cfg = _write_config(tmp_path / "cfg.toml", data)
     out = tmp_path / "killed"
     for kill_after in (15, 60):  # kill twice at different points, resume each time
@@ -130,6 +135,16 @@ def test_sigkill_and_resume_identical(tmp_path):
     assert "resuming" in log.getvalue()
     generate(data, tmp_path / "clean", progress=False)
     assert_same_samples(tmp_path / "clean", out)
+
+
+def test_leftovers_of_a_killed_prepare_or_overwrite_are_cleaned(tmp_path):
+    out = tmp_path / "ds"
+    for leftover in (tmp_path / ".ds.preparing" / "fields", tmp_path / ".ds.trash" / "done"):
+        leftover.mkdir(parents=True)  # what a SIGKILL during prepare or --overwrite leaves behind
+    assert generate(PHANTOM, out, progress=False)["status"] == "complete"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+    assert generate(dict(PHANTOM, seed=3), out, progress=False, overwrite=True)["status"] == "complete"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"] and open_dataset(out).config.seed == 3
 
 
 def _free_port() -> int:

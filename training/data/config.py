@@ -32,6 +32,8 @@ from pdesurrogate.config import parse, spec, to_dict
 ACOUSTIC_PHANTOMS = ("breast", "brain", "grf", "ellipses")
 OPTICAL_PHANTOMS = ("cell", "optical_ellipses", "optical_grf")
 SCENARIOS = ("phantom", "acoustic_stepper", "photoacoustic", "usct", "optics", "maxwell_stepper")
+EXPERIMENT_SECTIONS = ("data", "model", "train")  # the tables of an experiment TOML
+FREQUENCY_SCENARIOS = ("usct", "optics")  # scenarios whose source has a frequency (ood_frequency)
 SPLITS = ("train", "rare_lesion", "ood_skull", "ood_frequency", "ood_contrast")
 
 
@@ -168,6 +170,14 @@ class DataConfig:
             raise ValueError(f"data.shape: the {self.scenario} scenario is 2D only, got {list(self.shape)}")
         if self.scenario in ("photoacoustic", "usct") and self.acoustic.duration <= 0:
             raise ValueError(f"data.acoustic.duration: must be > 0 s for {self.scenario}, got {self.acoustic.duration}")
+        if self.split == "rare_lesion" and self.phantom.lesion_rate <= 0:
+            raise ValueError("data.phantom.lesion_rate: the rare_lesion split needs a rate > 0, got 0")
+        if self.split == "ood_skull" and self.phantom.kind != "brain":
+            raise ValueError(f"data.split: ood_skull shifts the skull of the 'brain' phantom; "
+                             f"data.phantom.kind is {self.phantom.kind!r}")
+        if self.split == "ood_frequency" and self.scenario not in FREQUENCY_SCENARIOS:
+            raise ValueError(f"data.split: ood_frequency needs a scenario with a source frequency "
+                             f"{list(FREQUENCY_SCENARIOS)}; data.scenario is {self.scenario!r}")
 
 
 def parse_data_config(section: dict[str, Any]) -> DataConfig:
@@ -180,6 +190,9 @@ def load_data_config(path: str) -> DataConfig:
     from pdesurrogate.config import load_toml
 
     doc = load_toml(path)
+    unknown = sorted(set(doc) - set(EXPERIMENT_SECTIONS))
+    if unknown:
+        raise ValueError(f"{unknown[0]}: unknown section in {path}; allowed sections are {list(EXPERIMENT_SECTIONS)}")
     if "data" not in doc:
         raise ValueError(f"{path}: missing [data] section")
     return parse_data_config(doc["data"])
@@ -210,8 +223,6 @@ def effective(config: DataConfig) -> DataConfig:
     - ``rare_lesion`` uses ``phantom.lesion_rate`` as given (it must be > 0); ``train`` is unchanged.
     """
     f = config.ood_factor
-    if config.split == "rare_lesion" and config.phantom.lesion_rate <= 0:
-        raise ValueError("data.phantom.lesion_rate: the rare_lesion split needs a rate > 0, got 0")
     if config.split == "ood_skull":
         return dataclasses.replace(config, phantom=dataclasses.replace(
             config.phantom, skull_thickness=min(config.phantom.skull_thickness * f, 0.9)))

@@ -32,6 +32,8 @@ class Loader:
         seed: shuffling seed.
         shuffle: shuffle per epoch (else sample order).
         drop_last: drop incomplete batches (and the samples that do not split evenly over processes).
+            The default ``False`` yields every sample exactly once per epoch across processes;
+            training passes ``True`` for batches of exactly ``batch_size``.
         process_index, process_count: this process's share (default: ``jax.process_index()`` /
             ``jax.process_count()``).
         prefetch: batches read ahead on a background thread (0: read synchronously).
@@ -43,7 +45,7 @@ class Loader:
     """
 
     def __init__(self, dataset: Dataset, batch_size: int, *, fields: list[str] | tuple[str, ...] | None = None,
-                 seed: int = 0, shuffle: bool = True, drop_last: bool = True, process_index: int | None = None,
+                 seed: int = 0, shuffle: bool = True, drop_last: bool = False, process_index: int | None = None,
                  process_count: int | None = None, prefetch: int = 2, device: Any = None):
         if not dataset.complete:
             raise ValueError(f"dataset {dataset.path} is incomplete ({int(dataset.written().sum())}/{len(dataset)} "

@@ -76,13 +76,17 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def git_commit() -> str | None:
-    """The git commit of the source tree this package runs from, or ``None`` outside a checkout."""
+    """The git commit of the source tree this package runs from (``"<sha>-dirty"`` when tracked
+    files differ from it), or ``None`` outside a checkout."""
+    here = Path(__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        if out.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--"], cwd=here, capture_output=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return out.stdout.strip() if out.returncode == 0 else None
+    return out.stdout.strip() + ("-dirty" if dirty.returncode == 1 else "")
 
 
 def package_version() -> str | None:
@@ -226,7 +230,7 @@ class Dataset:
         if not isinstance(index, (int, np.integer)):
             raise TypeError(f"dataset index must be an integer, got {type(index).__name__}")
         batch = self.read([int(index)])
-        return {k: v[0] for k, v in batch.items()}
+        return {k: np.asarray(v[0]) for k, v in batch.items()}
 
     def __iter__(self):
         for i in range(len(self)):
@@ -271,12 +275,17 @@ class DatasetWriter(Dataset):
         """
         path = Path(path)
         manifest_path = path / MANIFEST
+        staging, trash = path.parent / f".{path.name}.preparing", path.parent / f".{path.name}.trash"
+        for leftover in (staging, trash):  # from a run killed while preparing or overwriting
+            if leftover.exists():
+                shutil.rmtree(leftover)
         if path.exists() and not path.is_dir():
             raise ValueError(f"--out {path} exists and is not a directory")
         if manifest_path.is_file():
             old = json.loads(manifest_path.read_text())
             if overwrite:
-                shutil.rmtree(path)
+                os.replace(path, trash)  # atomic: the old dataset is gone at once, deleted below
+                shutil.rmtree(trash)
             elif old.get("fingerprint") != fingerprint(config):
                 diff = _first_difference(old.get("config"), config_dict(config))
                 raise ValueError(f"{path} holds a dataset generated with a different config ({diff}); "
@@ -285,11 +294,13 @@ class DatasetWriter(Dataset):
                 return "complete" if old.get("complete") else "resume"
         elif path.is_dir() and any(path.iterdir()):
             raise ValueError(f"--out {path} is a non-empty directory without a {MANIFEST}; refusing to write there")
-        path.mkdir(parents=True, exist_ok=True)
-        (path / "done").mkdir(exist_ok=True)
+        # Build the arrays and the manifest in a staging directory, then rename it into place, so a
+        # kill at any moment leaves either no dataset or a complete empty one.
+        staging.mkdir(parents=True)
+        (staging / "done").mkdir()
         for name, spec in fields.items():
             chunk = chunk_samples(spec, config.batch_size)
-            ts.open(_array_spec(path / "fields" / name, config.num_samples, spec, chunk, config.compression_level)
+            ts.open(_array_spec(staging / "fields" / name, config.num_samples, spec, chunk, config.compression_level)
                     | {"create": True, "delete_existing": True}).result()
         manifest = {
             "format": FORMAT,
@@ -310,7 +321,8 @@ class DatasetWriter(Dataset):
             "constants": constants or {},
             "complete": False,
         }
-        atomic_write_text(manifest_path, json.dumps(manifest, indent=1))
+        atomic_write_text(staging / MANIFEST, json.dumps(manifest, indent=1))
+        os.replace(staging, path)  # replaces a missing or empty directory atomically
         return "new"
 
     def write_batch(self, b: int, arrays: dict[str, np.ndarray], extra: dict[str, list] | None = None) -> None:

@@ -26,7 +26,10 @@ class Grid(eqx.Module):
     spacing: float = eqx.field(static=True)
 
     def __init__(self, shape: tuple[int, ...] | list[int], spacing: float):
-        shape = tuple(int(n) for n in np.atleast_1d(np.asarray(shape)))
+        raw = np.atleast_1d(np.asarray(shape))
+        if raw.dtype == bool or not np.issubdtype(raw.dtype, np.number) or np.any(raw != np.round(raw)):
+            raise ValueError(f"shape must be whole numbers of cells, got {shape}")
+        shape = tuple(int(n) for n in raw)
         if len(shape) not in (2, 3):
             raise ValueError(f"shape must have 2 or 3 entries (2D or 3D), got {shape}")
         if any(n < 4 for n in shape):

@@ -1,7 +1,8 @@
 """Source time signals, sampled on a time axis.
 
 All functions take ``time`` in seconds (any shape) and return an array of the same shape and
-dtype; frequencies are in Hz. Each is differentiable in its amplitude and timing parameters.
+dtype; frequencies are in Hz. Frequencies and cycle counts are static Python numbers (checked
+up front); the result is differentiable with respect to ``time`` and ``delay``/``phase``.
 """
 
 from __future__ import annotations

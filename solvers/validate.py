@@ -20,7 +20,9 @@ def is_concrete(x: object) -> bool:
 
 
 def check_positive_finite_scalar(name: str, value: float) -> float:
-    """Return ``float(value)``; raise unless it is a finite number > 0."""
+    """Return ``float(value)``; raise unless it is a finite real number > 0 (not a bool)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -55,8 +57,8 @@ def check_field(
     if not is_concrete(value):
         return
     arr = np.asarray(value)
-    if not np.issubdtype(arr.dtype, np.number):
-        raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
+    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise ValueError(f"{name} must be real-valued (integer or floating point), got dtype {arr.dtype}")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} must be finite everywhere, got non-finite values")
     if minimum is not None:

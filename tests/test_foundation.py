@@ -181,3 +181,19 @@ def test_progress_reports_rate_and_eta():
     bar.close()
     last = out.getvalue().strip().splitlines()[-1]
     assert "10/10" in last and "samples/s" in last and "loss=0.5" in last
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"shape": (32.5, 32), "spacing": 1e-3}, "shape must be whole numbers of cells"),
+    ({"shape": (32, 32), "spacing": True}, "spacing must be a finite number > 0"),
+])
+def test_grid_rejects_non_integer_shape_and_bool_spacing(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Grid(**kwargs)
+
+
+def test_complex_material_values_are_rejected():
+    from solvers import acoustic
+
+    with pytest.raises(ValueError, match="sound_speed must be real-valued"):
+        acoustic.Stepper(Grid((8, 8), 1e-3), acoustic.Medium(1500.0 + 1j, 1000.0))

@@ -59,9 +59,16 @@ class Mode(NamedTuple):
 
 
 def make_mode(ndim: int, polarization: str) -> Mode:
-    """The mode for a grid of ``ndim`` dimensions; ``polarization`` ("TM" or "TE") applies in 2D."""
+    """The mode for a grid of ``ndim`` dimensions; ``polarization`` ("TM" or "TE") applies in 2D.
+
+    3D grids carry every component: only the default ``"TM"`` is accepted there, so that a
+    requested ``"TE"`` is not silently ignored.
+    """
     check_choice("polarization", polarization, ("TM", "TE"))
     if ndim == 3:
+        if polarization != "TM":
+            raise ValueError(f"polarization applies to 2D grids only (3D runs the full Yee scheme); "
+                             f"leave it at 'TM' for a 3D grid, got {polarization!r}")
         return Mode("3D", 3, (0, 1, 2), (0, 1, 2))
     if polarization == "TM":
         return Mode("TM", 2, (2,), (0, 1))

@@ -1,8 +1,9 @@
 """The ``pdesurrogate`` command line.
 
 Each subcommand lives in its own module with a ``register(subparsers)`` function that adds its
-parser and sets ``handler``. Errors the user can fix (``ValueError``, missing files) print one
-line and exit with status 2; ``--traceback`` shows the full stack instead.
+parser and sets ``handler``. Errors the user can fix (``ValueError``, file-system errors, a missing
+key or an index out of range) print one line and exit with status 2; ``--traceback`` shows the
+full stack instead.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import importlib
 import sys
 
 # Modules under pdesurrogate.cli that register subcommands, in --help order.
-COMMAND_MODULES = ("info", "simulate", "data", "demo")
+COMMAND_MODULES = ("info", "simulate", "data", "train", "evaluate", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,10 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as err:
+    except (ValueError, OSError, KeyError, IndexError) as err:
         if args.traceback:
             raise
-        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
+        if isinstance(err, OSError) and err.strerror:
+            msg = f"{err.strerror}: {err.filename}" if err.filename else err.strerror
+        else:
+            msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"pdesurrogate {args.command}: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

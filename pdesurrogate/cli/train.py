@@ -1,0 +1,275 @@
+"""``pdesurrogate train CONFIG.toml --data DIR --out RUN``: train a surrogate on a dataset.
+
+The ``[model]`` and ``[train]`` sections of the experiment TOML configure the network and the
+optimisation (:mod:`training.config`); the dataset (``pdesurrogate generate`` output) fixes the
+task (``acoustic_stepper`` / ``photoacoustic``: a learned stepper; ``optics``: a field operator),
+the channels and their normalisation. The last ``1/8`` of the samples (at least one batch's
+worth where possible) are held out for validation and evaluation. Besides the trainer's files
+the run directory gets ``surrogate.json``, which :meth:`pdesurrogate.Surrogate.load` and
+:meth:`pdesurrogate.FieldOperator.load` read. A killed run resumes with the same command
+(``--resume``, the default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+STEPPER_SCENARIOS = ("acoustic_stepper", "photoacoustic", "maxwell_stepper")
+FIELD_SCENARIOS = ("optics",)
+VAL_FRACTION = 1 / 8
+
+
+class TaskLoader:
+    """Batches of a subset of a dataset in the trainer's layout (``training.data.to_task_batch``).
+
+    Args:
+        dataset: an opened, complete dataset.
+        indices: the samples to use.
+        batch_size: samples per batch.
+        task: ``"stepper"`` or ``"field"``.
+        seed: shuffling seed (epoch ``e`` uses ``default_rng([seed, e])``).
+        shuffle: shuffle per epoch.
+        drop_last: drop the incomplete last batch.
+        state_scales: stepper: per-channel factors applied to ``state`` (see :func:`state_scales`).
+        field_offset: field task: ``(F, *shape)`` subtracted from ``field`` (the incident field:
+            the network learns the scattered field).
+    """
+
+    def __init__(self, dataset: Any, indices: np.ndarray, batch_size: int, task: str, *, seed: int = 0,
+                 shuffle: bool = True, drop_last: bool = True, state_scales: list[float] | None = None,
+                 field_offset: np.ndarray | None = None):
+        from training.data import task_fields
+
+        self.dataset, self.indices = dataset, np.asarray(indices, np.int64)
+        self.batch_size, self.task, self.seed = int(batch_size), task, int(seed)
+        self.shuffle, self.drop_last = shuffle, drop_last
+        self.state_scales = None if state_scales is None else np.asarray(state_scales, np.float32)
+        self.field_offset = field_offset
+        self.fields = task_fields(task, dataset.fields)
+        self.stats = {k: v for k, v in dataset.stats.items() if k in self.fields}
+        if len(self) == 0:
+            raise ValueError(f"batch_size {batch_size} leaves no batch from {len(self.indices)} samples")
+
+    def __len__(self) -> int:
+        n = len(self.indices)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def epoch(self, e: int, start: int = 0) -> Iterator[dict[str, np.ndarray]]:
+        from training.data import to_task_batch
+
+        order = np.random.default_rng([self.seed, int(e)]).permutation(self.indices) if self.shuffle \
+            else self.indices
+        for b in range(start, len(self)):
+            idx = np.sort(order[b * self.batch_size:(b + 1) * self.batch_size])
+            batch = to_task_batch(self.dataset.read(idx, self.fields), self.task)
+            if self.state_scales is not None:
+                batch["state"] = batch["state"] * self.state_scales.reshape((1, 1, -1) + (1,) * (batch["state"].ndim - 3))
+            if self.field_offset is not None:
+                batch["field"] = batch["field"] - self.field_offset[None].astype(batch["field"].dtype)
+            yield batch
+
+
+def split_indices(n: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(train, validation)`` sample indices: the last ``n / 8`` samples (at least 1) are held out."""
+    if n < 2:
+        raise ValueError(f"a dataset needs at least 2 samples to train and validate, got {n}")
+    n_val = max(1, int(round(n * VAL_FRACTION)))
+    return np.arange(n - n_val), np.arange(n - n_val, n)
+
+
+def state_scales(stds: list[float]) -> list[float]:
+    """Stepper channel factors ``std_0 / std_c``: the network and the loss see every channel (e.g.
+    velocity, ~1e-6 of the pressure in Pa) with the pressure's magnitude, so the relative L2 loss
+    weighs all channels alike; :class:`pdesurrogate.Surrogate` undoes them."""
+    return [float(stds[0] / s) if s > 0 else 1.0 for s in stds]
+
+
+def task_of(scenario: str) -> str:
+    """The surrogate form a dataset scenario trains."""
+    if scenario in STEPPER_SCENARIOS:
+        return "stepper"
+    if scenario in FIELD_SCENARIOS:
+        return "field"
+    raise ValueError(f"dataset scenario {scenario!r} has no surrogate task; use one of "
+                     f"{list(STEPPER_SCENARIOS + FIELD_SCENARIOS)}")
+
+
+def _model_section(section: dict[str, Any], ndim: int) -> dict[str, Any]:
+    """``modes = 8`` is shorthand for ``modes = [8] * ndim``."""
+    out = dict(section)
+    if isinstance(out.get("modes"), int):
+        out["modes"] = [out["modes"]] * ndim
+    return out
+
+
+def build_run(toml: dict[str, Any], data_dir: str | Path, *, steps: int | None = None) -> dict[str, Any]:
+    """Everything a training run needs, from an experiment TOML dict and a dataset directory.
+
+    Returns a dict with ``model_config`` (registry config with normalisation), ``train`` (a
+    :class:`~training.config.TrainConfig`), ``train_loader``, ``val_loader``, ``residual_fn``,
+    ``reversal_mask`` (stepper: 0 in the PML and 2 cells next to it, where absorption breaks
+    time reversibility) and ``spec`` (the ``surrogate.json`` content).
+    """
+    from pdesurrogate.config import parse
+    from training.config import ModelConfig, TrainConfig
+    from training.data import open_dataset, reversal_signs, task_stats
+
+    for name in ("model", "train"):
+        if name not in toml:
+            raise ValueError(f"the config has no [{name}] section")
+    ds = open_dataset(data_dir)
+    if not ds.complete:
+        raise ValueError(f"dataset {data_dir} is incomplete; finish it with `pdesurrogate generate` first")
+    scenario = ds.manifest["scenario"]
+    task = task_of(scenario)
+    train_section = dict(toml["train"])
+    train_section.setdefault("task", task)
+    if train_section["task"] != task:
+        raise ValueError(f"train.task: {train_section['task']!r} does not fit the {scenario!r} dataset (needs {task!r})")
+    if steps is not None:
+        train_section["steps"] = steps
+        train_section["warmup_steps"] = min(int(train_section.get("warmup_steps", 100)), max(steps // 10, 0))
+    shape = tuple(ds.config.shape)
+    ndim = len(shape)
+    stats = task_stats(ds.stats, task, ndim)
+    constants = ds.manifest.get("constants", {})
+    if task == "stepper":
+        channels = len(stats["state"]["mean"])
+        signs = reversal_signs(ds.fields, ndim) if channels > 1 else [1.0]
+        if channels > 1:
+            train_section.setdefault("reversal_signs", signs)
+    train_cfg = parse(TrainConfig, train_section, "train")
+    model_cfg = parse(ModelConfig, _model_section(toml["model"], ndim), "model")
+
+    train_idx, val_idx = split_indices(len(ds), train_cfg.batch_size)
+    if len(train_idx) < train_cfg.batch_size:
+        raise ValueError(f"train.batch_size: {train_cfg.batch_size} exceeds the {len(train_idx)} training samples")
+    scales = state_scales(stats["state"]["std"]) if task == "stepper" else None
+    offset = None
+    if task == "field":
+        from pdesurrogate.evaluation import incident_fields
+
+        offset = incident_fields(ds)
+    train_loader = TaskLoader(ds, train_idx, train_cfg.batch_size, task, seed=train_cfg.seed, state_scales=scales,
+                              field_offset=offset)
+    val_loader = TaskLoader(ds, val_idx, min(train_cfg.batch_size, len(val_idx)), task, shuffle=False,
+                            drop_last=False, state_scales=scales, field_offset=offset)
+    spec: dict[str, Any] = {"task": task, "scenario": scenario, "shape": list(shape), "spacing": ds.config.spacing,
+                            "data_dir": str(Path(data_dir).absolute()), "data_fingerprint": ds.manifest.get("fingerprint"),
+                            "val_indices": [int(val_idx[0]), int(val_idx[-1]) + 1]}
+    if task == "stepper":
+        from training.data.tasks import task_layout
+
+        layout = task_layout("stepper", ds.fields)
+        maxwell = scenario == "maxwell_stepper"
+        solver_cfg = ds.config.optics if maxwell else ds.config.acoustic
+        scaled_mean = [m * f for m, f in zip(stats["state"]["mean"], scales)]
+        scaled_std = [s * f for s, f in zip(stats["state"]["std"], scales)]
+        norm = {"in_mean": scaled_mean + stats["medium"]["mean"], "in_std": scaled_std + stats["medium"]["std"],
+                "out_mean": [0.0] * channels, "out_std": scaled_std}
+        model_config = model_cfg.build_config(channels + len(layout["medium"]), channels, ndim, norm)
+        names = layout["state"][:1] + [f"{layout['state'][-1]}{d}" for d in range(channels - 1)]
+        spec |= {"physics": "maxwell" if maxwell else "acoustic", "solver_dt": float(constants["dt"]),
+                 "macro_steps": int(solver_cfg.save_every), "reversal_signs": signs,
+                 "residual_step": train_cfg.residual_step, "medium_names": layout["medium"],
+                 "channel_names": names, "state_scales": scales, "state_std": stats["state"]["std"],
+                 "initial_field": "e0" if maxwell else "p0", "pml_size": int(solver_cfg.pml_size)}
+        if maxwell:
+            spec["courant"] = float(solver_cfg.courant)
+        else:
+            spec |= {"scheme": solver_cfg.scheme, "fd_order": 4}
+        residual_fn = None
+        from training.physics import edge_mask
+
+        reversal_mask = edge_mask(shape, solver_cfg.pml_size + 2) if solver_cfg.pml_size else None
+        if train_cfg.loss.residual > 0 and maxwell:
+            raise ValueError("train.loss.residual: the wave residual is acoustic; maxwell_stepper has none (set it to 0)")
+        if train_cfg.loss.residual > 0:
+            from solvers.grid import Grid
+            from training.physics import WaveResidual
+
+            residual_fn = WaveResidual(Grid(shape, ds.config.spacing), spec["solver_dt"] * spec["macro_steps"],
+                                       solver_cfg.scheme, pml_size=solver_cfg.pml_size, substeps=spec["macro_steps"],
+                                       state_scales=scales)
+    else:
+        f = ds.fields["field"].shape[0]
+        scattered = ds.read(train_idx[:64], ["field"])["field"] - offset[None]
+        scattered_std = float(np.sqrt(np.mean(np.abs(scattered) ** 2) / 2)) or 1.0  # per real/imag channel
+        norm = {"in_mean": stats["medium"]["mean"], "in_std": stats["medium"]["std"],
+                "out_mean": [0.0] * (2 * f), "out_std": [scattered_std] * (2 * f)}
+        model_config = model_cfg.build_config(1, 2 * f, ndim, norm)
+        o = ds.config.optics
+        spec |= {"complex_output": True, "medium_names": ["refractive_index"], "pml_size": int(o.pml_size),
+                 "info": constants, "offset_file": "incident_field.npy", "offset": offset}
+        residual_fn, reversal_mask = None, None
+        if train_cfg.loss.residual > 0:
+            from solvers.grid import Grid
+            from training.physics import HelmholtzResidual
+
+            residual_fn = HelmholtzResidual(Grid(shape, ds.config.spacing), o.wavelength, o.pml_size,
+                                            background_index=float(constants.get("background_index", 1.0)),
+                                            offset=offset)
+    return {"model_config": model_config, "train": train_cfg, "train_loader": train_loader,
+            "val_loader": val_loader, "residual_fn": residual_fn, "reversal_mask": reversal_mask, "spec": spec}
+
+
+def train_run(toml: dict[str, Any], data_dir: str | Path, out: str | Path, *, resume: bool = True,
+              steps: int | None = None, progress: bool = True) -> Any:
+    """Train (or resume) a run; returns the trainer's :class:`~training.trainer.TrainResult`."""
+    import jax.numpy as jnp
+
+    from pdesurrogate.config import to_dict
+    from pdesurrogate.io import write_json
+    from training.trainer import Trainer, make_task_loss
+
+    run = build_run(toml, data_dir, steps=steps)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    spec = run["spec"] | {"train": to_dict(run["train"]), "model": run["model_config"]}
+    offset = spec.pop("offset", None)
+    spec_path = out / "surrogate.json"
+    if resume and spec_path.is_file():
+        old = json.loads(spec_path.read_text())
+        if old.get("data_fingerprint") != spec["data_fingerprint"] or old.get("model") != spec["model"]:
+            raise ValueError(f"cannot resume {out}: it was trained on other data or another model config "
+                             f"(pass --no-resume to start over)")
+    if offset is not None:
+        np.save(out / spec["offset_file"], offset)
+    write_json(spec_path, spec)
+    mask = None if run["reversal_mask"] is None else jnp.asarray(run["reversal_mask"])
+    loss_fn, sample_fn = make_task_loss(run["train"], residual_fn=run["residual_fn"], reversal_mask=mask)
+    trainer = Trainer(run["model_config"], loss_fn, run["train_loader"], run["train"], out,
+                      val_loader=run["val_loader"], sample_fn=sample_fn, progress=progress)
+    return trainer.fit(resume=resume)
+
+
+def handler(args: argparse.Namespace) -> int:
+    from pdesurrogate.config import load_toml
+
+    result = train_run(load_toml(args.config), args.data, args.out, resume=args.resume, steps=args.steps,
+                       progress=not args.quiet)
+    best = "n/a" if result.best_val is None else f"{result.best_val:.4g}"
+    print(f"trained {result.step} steps -> {result.run_dir} (best validation loss {best}, "
+          f"non-finite steps {result.nan_events})")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a surrogate ([model] and [train] of CONFIG) on a dataset")
+    p.add_argument("config", help="experiment TOML with [model] and [train] sections")
+    p.add_argument("--data", required=True, help="dataset directory (pdesurrogate generate output)")
+    p.add_argument("--out", required=True, help="run directory (checkpoints, logs, plots, surrogate.json)")
+    p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                   help="continue from the newest checkpoint in --out (default: on)")
+    p.add_argument("--steps", type=int, default=None, help="override train.steps")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=handler)
+
+
+__all__ = ["TaskLoader", "build_run", "split_indices", "task_of", "train_run"]

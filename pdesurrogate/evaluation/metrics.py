@@ -1,0 +1,119 @@
+"""Error metrics beyond averages: per-sample distributions, frequency bands, regions of interest.
+
+All functions are host-side (numpy), take batches with the sample on the leading axis, and
+accept real or complex arrays. ``relative L2`` of a sample is ``||pred - truth|| / ||truth||``
+over all its entries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+QUANTILES = {"median": 50.0, "p95": 95.0, "p99": 99.0}
+BANDS = ("low", "mid", "high")
+_TINY = 1e-30
+
+
+def distribution(values: Sequence[float] | np.ndarray) -> dict[str, float]:
+    """``{n, mean, median, p95, p99, max}`` of per-sample values (NaN ignored; empty -> NaN stats)."""
+    v = np.asarray(values, np.float64).reshape(-1)
+    v = v[~np.isnan(v)]
+    if v.size == 0:
+        return {"n": 0, "mean": float("nan"), "median": float("nan"), "p95": float("nan"), "p99": float("nan"),
+                "max": float("nan")}
+    out = {"n": int(v.size), "mean": float(v.mean())}
+    out |= {k: float(np.percentile(v, q)) for k, q in QUANTILES.items()}
+    out["max"] = float(v.max())
+    return out
+
+
+def relative_l2(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Per-sample relative L2 error, ``(B,)``, of ``(B, ...)`` arrays."""
+    pred, truth = np.asarray(pred), np.asarray(truth)
+    if pred.shape != truth.shape:
+        raise ValueError(f"pred and truth must have the same shape, got {pred.shape} and {truth.shape}")
+    axes = tuple(range(1, truth.ndim))
+    num = np.sqrt(np.sum(np.abs(pred - truth).astype(np.float64) ** 2, axis=axes))
+    den = np.sqrt(np.sum(np.abs(truth).astype(np.float64) ** 2, axis=axes))
+    return num / np.maximum(den, _TINY)
+
+
+def normalised_relative_l2(pred: np.ndarray, truth: np.ndarray, scales: Sequence[float]) -> np.ndarray:
+    """Per-sample relative L2 of ``(B, C, *spatial)`` states after dividing channel ``c`` by
+    ``scales[c]`` (so channels in different units, e.g. pressure and velocity, count alike)."""
+    s = np.asarray(scales, np.float64).reshape((1, -1) + (1,) * (np.ndim(truth) - 2))
+    return relative_l2(np.asarray(pred) / s, np.asarray(truth) / s)
+
+
+def radial_band_index(spatial: Sequence[int], n_bands: int = 3) -> np.ndarray:
+    """Band of each FFT bin (``fftn`` layout, ``spatial`` shape): ``|k| / k_nyquist`` split evenly
+    into ``n_bands`` over ``[0, 1)``; corner bins beyond the Nyquist circle join the last band."""
+    ks = np.meshgrid(*[np.fft.fftfreq(n) * 2 for n in spatial], indexing="ij")  # in units of Nyquist
+    kr = np.sqrt(sum(k**2 for k in ks))
+    return np.minimum((kr * n_bands).astype(int), n_bands - 1)
+
+
+def band_errors(pred: np.ndarray, truth: np.ndarray, ndim: int) -> dict[str, np.ndarray]:
+    """Per-sample error in the low / mid / high radial wavenumber bands of the last ``ndim`` axes.
+
+    Each value is ``||FFT(pred - truth) restricted to the band|| / ||FFT(truth)||`` (relative to
+    the whole truth, so the three bands add in quadrature to the relative L2 error). Returns
+    ``{"low", "mid", "high"}`` -> ``(B,)``.
+    """
+    pred, truth = np.asarray(pred), np.asarray(truth)
+    if pred.shape != truth.shape or truth.ndim < ndim + 1:
+        raise ValueError(f"pred and truth must share a shape (B, ..., {ndim} spatial axes), got {pred.shape}, {truth.shape}")
+    axes = tuple(range(truth.ndim - ndim, truth.ndim))
+    err = np.abs(np.fft.fftn(pred - truth, axes=axes)) ** 2
+    ref = np.abs(np.fft.fftn(truth, axes=axes)) ** 2
+    band = radial_band_index(truth.shape[-ndim:], len(BANDS))
+    total = ref.reshape(ref.shape[0], -1).sum(1)
+    out = {}
+    for b, name in enumerate(BANDS):
+        sel = np.broadcast_to(band == b, err.shape[1:])
+        out[name] = np.sqrt(err.reshape(err.shape[0], -1)[:, sel.reshape(-1)].sum(1) / np.maximum(total, _TINY))
+    return out
+
+
+def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Boolean ``mask`` grown by ``radius`` cells (square neighbourhood) along every axis."""
+    out = np.asarray(mask, bool)
+    for axis in range(out.ndim):
+        grown = out.copy()
+        for s in range(1, radius + 1):
+            grown |= np.roll(out, s, axis) | np.roll(out, -s, axis)
+        out = grown
+    return out
+
+
+def roi_errors(pred: np.ndarray, truth: np.ndarray, masks: np.ndarray, radius: int = 3) -> np.ndarray:
+    """Per-sample relative L2 inside the region of interest around lesions.
+
+    Args:
+        pred, truth: ``(B, ..., *spatial)``.
+        masks: ``(B, *spatial)`` lesion labels (nonzero = lesion).
+        radius: cells by which each lesion region is grown.
+
+    Returns:
+        ``(B,)``; NaN for samples without a lesion.
+    """
+    pred, truth, masks = np.asarray(pred), np.asarray(truth), np.asarray(masks)
+    ndim = masks.ndim - 1
+    out = np.full(truth.shape[0], np.nan)
+    for i in range(truth.shape[0]):
+        if not np.any(masks[i]):
+            continue
+        roi = np.broadcast_to(dilate(masks[i] != 0, radius), truth.shape[1:]) if truth.ndim - 1 > ndim \
+            else dilate(masks[i] != 0, radius)
+        out[i] = relative_l2(pred[i][roi][None], truth[i][roi][None])[0]
+    return out
+
+
+def rollout_curve(errors: np.ndarray) -> dict[str, list[float]]:
+    """Per-step statistics of rollout errors ``(B, n_steps)``: ``{"steps", "mean", "median", "p95", "max"}``."""
+    e = np.asarray(errors, np.float64)
+    return {"steps": list(range(1, e.shape[1] + 1)), "mean": e.mean(0).tolist(),
+            "median": np.median(e, 0).tolist(), "p95": np.percentile(e, 95, axis=0).tolist(),
+            "max": e.max(0).tolist()}

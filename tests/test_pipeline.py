@@ -1,0 +1,118 @@
+"""End to end through the CLI: generate the smoke dataset -> train -> evaluate (<= 3 minutes on 2 CPU cores)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pdesurrogate.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = REPO / "experiments" / "configs" / "acoustic_smoke.toml"
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    t0 = time.perf_counter()
+    assert main(["generate", str(SMOKE), "--out", str(root / "data"), "--quiet"]) == 0
+    assert main(["train", str(SMOKE), "--data", str(root / "data"), "--out", str(root / "run"), "--steps", "80",
+                 "--quiet"]) == 0
+    assert main(["evaluate", str(root / "run"), "--data", str(root / "data"), "--json", str(root / "eval.json")]) == 0
+    elapsed = time.perf_counter() - t0
+    print(f"generate -> train -> evaluate: {elapsed:.0f} s")
+    return root, json.loads((root / "eval.json").read_text()), elapsed
+
+
+def test_smoke_config_trains_and_evaluates_end_to_end(pipeline):
+    root, result, elapsed = pipeline
+    assert elapsed <= 180
+    for key in ("rel_l2", "rel_l2_state", "rollout", "baseline_rel_l2", "baseline_rollout", "bands", "roi",
+                "time_reversal", "splits", "speed"):
+        assert key in result, key
+    stats = result["rel_l2"]
+    assert set(stats) == {"n", "mean", "median", "p95", "p99", "max"} and stats["n"] == 8 * 8  # 8 held-out x 8 steps
+    assert stats["median"] <= stats["p95"] <= stats["p99"] <= stats["max"]
+    assert set(result["bands"]) == {"low", "mid", "high"}
+    assert len(result["rollout"]["median"]) == 8
+    # a short training already beats persistence by a wide margin, one step and over the rollout
+    assert stats["median"] < 0.5 * result["baseline_rel_l2"]["median"]
+    assert result["rollout"]["median"][-1] < result["baseline_rollout"]["median"][-1]
+    sp = result["speed"]
+    assert sp["solver_steps"] == 8 * 4 and sp["forward"]["surrogate_s"] > 0 and sp["forward_gradient"]["solver_s"] > 0
+    for name in ("evaluation.md", "evaluation.json", "rollout.png", "worst_sample.png", "error_histogram.png"):
+        assert (root / "run" / "evaluation" / name).stat().st_size > 0
+    assert "| rel L2" in (root / "run" / "evaluation" / "evaluation.md").read_text()
+
+
+def test_trained_run_restores_as_a_surrogate(pipeline):
+    from pdesurrogate import Surrogate
+    from training.data import open_dataset
+
+    root, result, _ = pipeline
+    ds = open_dataset(root / "data")
+    sample = ds[len(ds) - 1]
+    sur = Surrogate.load(root / "run")
+    assert sur.macro_steps == 4 and sur.dt == pytest.approx(4 * ds.manifest["constants"]["dt"])
+    sur = sur.with_medium(np.stack([sample["sound_speed"], sample["density"]]))
+    state = np.concatenate([sample["pressure"][0][None], sample["velocity"][0]])
+    pred = np.asarray(sur.step(state))[0]
+    rel = np.linalg.norm(pred - sample["pressure"][1]) / np.linalg.norm(sample["pressure"][1])
+    assert rel < result["rel_l2"]["max"] * 1.01
+
+
+def test_train_errors_are_one_line(pipeline, tmp_path, capsys):
+    root, _, _ = pipeline
+    assert main(["train", str(SMOKE), "--data", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
+    assert "not a dataset directory" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path), "--data", str(root / "data"), "--json", str(tmp_path / "x.json")]) == 2
+    assert "not a surrogate training run" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_full_smoke_config_in_fresh_processes_within_three_minutes(tmp_path):
+    """The smoke config exactly as committed (200 steps), three CLI processes, <= 180 s on 2 cores."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO)}
+    cli = [sys.executable, "-m", "pdesurrogate"]
+    t0 = time.perf_counter()
+    for args in (["generate", str(SMOKE), "--out", str(tmp_path / "data"), "--quiet"],
+                 ["train", str(SMOKE), "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--quiet"],
+                 ["evaluate", str(tmp_path / "run"), "--data", str(tmp_path / "data"), "--json",
+                  str(tmp_path / "eval.json")]):
+        subprocess.run(cli + args, check=True, env=env, cwd=tmp_path, timeout=300)
+    elapsed = time.perf_counter() - t0
+    result = json.loads((tmp_path / "eval.json").read_text())
+    print(f"smoke config end to end: {elapsed:.0f} s; one-step median rel L2 {result['rel_l2']['median']:.3g}")
+    assert elapsed <= 180
+    assert result["rel_l2"]["median"] < 0.25 * result["baseline_rel_l2"]["median"]
+
+
+@pytest.mark.slow
+def test_optics_field_operator_trains_and_evaluates(tmp_path):
+    """maxwell_smoke: generate -> train (scattered-field form, Helmholtz residual) -> evaluate -> restore."""
+    from pdesurrogate import FieldOperator
+    from pdesurrogate.config import dump_toml, load_toml
+
+    cfg = load_toml(REPO / "experiments" / "configs" / "maxwell_smoke.toml")
+    cfg["data"]["num_samples"] = 16
+    cfg["train"] |= {"steps": 60, "warmup_steps": 5, "loss": {"data": 1.0, "residual": 0.01}}
+    (tmp_path / "optics.toml").write_text(dump_toml(cfg))
+    assert main(["generate", str(tmp_path / "optics.toml"), "--out", str(tmp_path / "data"), "--quiet"]) == 0
+    assert main(["train", str(tmp_path / "optics.toml"), "--data", str(tmp_path / "data"), "--out",
+                 str(tmp_path / "run"), "--quiet"]) == 0
+    assert main(["evaluate", str(tmp_path / "run"), "--data", str(tmp_path / "data"), "--json",
+                 str(tmp_path / "eval.json"), "--no-speed"]) == 0
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert result["task"] == "field" and result["rel_l2"]["n"] == 2
+    # learning the scattered field on top of the incident field beats the incident field alone
+    assert result["rel_l2"]["median"] < result["baseline_rel_l2"]["median"]
+    op = FieldOperator.load(tmp_path / "run")
+    assert op.offset is not None and op.offset.shape == (4, 40, 40)

@@ -9,7 +9,7 @@ Steps (each skipped when its output exists, so a killed run continues where it s
    steps and 5000 samples (+ rare-lesion and OOD-contrast test sets with the training ``dt``), and
    ``maxwell_field_128`` (``--small``: 32^2 / 40^2 versions with few samples).
 2. Reference surrogates: the acoustic FNO stepper (all losses), the Maxwell TM stepper and the optical field operator
-   (data + Helmholtz residual), each evaluated with :func:`pdesurrogate.evaluation.evaluate_run`
+   (data + Helmholtz residual), each evaluated with :func:`training.evaluation.evaluate_run`
    on the held-out, rare-lesion and OOD sets.
 3. Ablation of the stepper losses: data only, + time reversal, + wave residual, + unrolled.
 4. Speed: same-grid ratios (from the evaluations), the stepper's break-even macro step against
@@ -46,7 +46,8 @@ sys.path.insert(0, str(REPO))
 
 from pdesurrogate.cli.train import train_run  # noqa: E402
 from pdesurrogate.config import load_toml  # noqa: E402
-from pdesurrogate.evaluation import evaluate_run, time_call  # noqa: E402
+from pdesurrogate.evaluation import time_call  # noqa: E402
+from training.evaluation import evaluate_run  # noqa: E402
 from pdesurrogate.surrogate import FieldOperator, Surrogate, read_spec  # noqa: E402
 
 CONFIGS = REPO / "experiments" / "configs"

@@ -38,11 +38,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from solvers import maxwell
 from solvers.acoustic.operators import FD_ORDERS, fd_backward, fd_forward, spectral_multipliers
 from solvers.grid import Grid
 from solvers.validate import check_choice, check_int_range
 
-SPEED_OF_LIGHT = 299_792_458.0
 _TINY = 1e-30
 
 
@@ -216,9 +216,9 @@ class HelmholtzResidual(eqx.Module):
         if not (math.isfinite(wavelength) and wavelength > 0):
             raise ValueError(f"wavelength must be positive and finite (m), got {wavelength}")
         h = grid.spacing
-        dt = courant * h / (SPEED_OF_LIGHT * math.sqrt(grid.ndim))  # maxwell.time_step
-        omega = 2 * math.pi * SPEED_OF_LIGHT / wavelength
-        s = SPEED_OF_LIGHT * dt / h
+        dt = maxwell.time_step(grid, courant)
+        omega = 2 * math.pi * maxwell.C0 / wavelength
+        s = maxwell.C0 * dt / h
         self.grid = grid
         self.omega_term = (2 * math.sin(omega * dt / 2) / s) ** 2
         self.scale = (2 * math.pi * background_index * h / wavelength) ** 2

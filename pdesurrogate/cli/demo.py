@@ -41,7 +41,7 @@ def run_demo(out: Path, *, steps: int | None = None, simulate: bool = True, prog
     """Run steps 0-3 into ``out``; returns the evaluation result dict."""
     from pdesurrogate.cli.evaluate import summary
     from pdesurrogate.cli.train import train_run
-    from pdesurrogate.evaluation import evaluate_run
+    from training.evaluation import evaluate_run
     from training.data import generate
 
     out.mkdir(parents=True, exist_ok=True)

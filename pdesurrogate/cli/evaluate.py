@@ -1,7 +1,7 @@
 """``pdesurrogate evaluate RUN --data DIR [--extra-data DIR ...] --json OUT.json``.
 
 Evaluates a trained surrogate (``pdesurrogate train`` output) against the reference solver's data
-with :func:`pdesurrogate.evaluation.evaluate_run`: per-sample error distributions, rollout error,
+with :func:`training.evaluation.evaluate_run`: per-sample error distributions, rollout error,
 trivial baselines, frequency bands, lesion regions, extra test sets (rare-lesion, OOD) and speed
 against the solver. Writes the JSON to ``--json`` and the markdown report and PNGs to ``--report``
 (default ``RUN/evaluation``), and prints a short table.
@@ -34,7 +34,7 @@ def summary(result: dict) -> str:
 
 
 def handler(args: argparse.Namespace) -> int:
-    from pdesurrogate.evaluation import evaluate_run
+    from training.evaluation import evaluate_run
     from pdesurrogate.io import write_json
 
     result = evaluate_run(args.run, [args.data, *(args.extra_data or [])], args.report,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,54 +24,40 @@ FIELD_SCENARIOS = ("optics",)
 VAL_FRACTION = 1 / 8
 
 
-class TaskLoader:
-    """Batches of a subset of a dataset in the trainer's layout (``training.data.to_task_batch``).
+def task_loader(dataset: Any, indices: np.ndarray, batch_size: int, task: str, *, seed: int = 0,
+                shuffle: bool = True, drop_last: bool = True, state_scales: list[float] | None = None,
+                field_offset: np.ndarray | None = None) -> Any:
+    """A :class:`training.data.Loader` over ``indices`` that yields batches in the trainer's layout.
+
+    Batches are stacked by ``training.data.to_task_batch`` on the loader's prefetch thread; the
+    loader shards them per process and resumes mid-epoch exactly.
 
     Args:
         dataset: an opened, complete dataset.
         indices: the samples to use.
-        batch_size: samples per batch.
+        batch_size: samples per batch (per process).
         task: ``"stepper"`` or ``"field"``.
         seed: shuffling seed (epoch ``e`` uses ``default_rng([seed, e])``).
         shuffle: shuffle per epoch.
-        drop_last: drop the incomplete last batch.
+        drop_last: drop the incomplete last batch (training needs batches of exactly ``batch_size``).
         state_scales: stepper: per-channel factors applied to ``state`` (see :func:`state_scales`).
         field_offset: field task: ``(F, *shape)`` subtracted from ``field`` (the incident field:
             the network learns the scattered field).
     """
+    from training.data import Loader, task_fields, to_task_batch
 
-    def __init__(self, dataset: Any, indices: np.ndarray, batch_size: int, task: str, *, seed: int = 0,
-                 shuffle: bool = True, drop_last: bool = True, state_scales: list[float] | None = None,
-                 field_offset: np.ndarray | None = None):
-        from training.data import task_fields
+    scales = None if state_scales is None else np.asarray(state_scales, np.float32)
 
-        self.dataset, self.indices = dataset, np.asarray(indices, np.int64)
-        self.batch_size, self.task, self.seed = int(batch_size), task, int(seed)
-        self.shuffle, self.drop_last = shuffle, drop_last
-        self.state_scales = None if state_scales is None else np.asarray(state_scales, np.float32)
-        self.field_offset = field_offset
-        self.fields = task_fields(task, dataset.fields)
-        self.stats = {k: v for k, v in dataset.stats.items() if k in self.fields}
-        if len(self) == 0:
-            raise ValueError(f"batch_size {batch_size} leaves no batch from {len(self.indices)} samples")
+    def transform(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        batch = to_task_batch(batch, task)
+        if scales is not None:
+            batch["state"] = batch["state"] * scales.reshape((1, 1, -1) + (1,) * (batch["state"].ndim - 3))
+        if field_offset is not None:
+            batch["field"] = batch["field"] - field_offset[None].astype(batch["field"].dtype)
+        return batch
 
-    def __len__(self) -> int:
-        n = len(self.indices)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def epoch(self, e: int, start: int = 0) -> Iterator[dict[str, np.ndarray]]:
-        from training.data import to_task_batch
-
-        order = np.random.default_rng([self.seed, int(e)]).permutation(self.indices) if self.shuffle \
-            else self.indices
-        for b in range(start, len(self)):
-            idx = np.sort(order[b * self.batch_size:(b + 1) * self.batch_size])
-            batch = to_task_batch(self.dataset.read(idx, self.fields), self.task)
-            if self.state_scales is not None:
-                batch["state"] = batch["state"] * self.state_scales.reshape((1, 1, -1) + (1,) * (batch["state"].ndim - 3))
-            if self.field_offset is not None:
-                batch["field"] = batch["field"] - self.field_offset[None].astype(batch["field"].dtype)
-            yield batch
+    return Loader(dataset, batch_size, fields=task_fields(task, dataset.fields), seed=seed, shuffle=shuffle,
+                  drop_last=drop_last, subset=indices, transform=transform)
 
 
 def split_indices(n: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -153,13 +138,13 @@ def build_run(toml: dict[str, Any], data_dir: str | Path, *, steps: int | None =
     scales = state_scales(stats["state"]["std"]) if task == "stepper" else None
     offset = None
     if task == "field":
-        from pdesurrogate.evaluation import incident_fields
+        from training.evaluation import incident_fields
 
         offset = incident_fields(ds)
-    train_loader = TaskLoader(ds, train_idx, train_cfg.batch_size, task, seed=train_cfg.seed, state_scales=scales,
-                              field_offset=offset)
-    val_loader = TaskLoader(ds, val_idx, min(train_cfg.batch_size, len(val_idx)), task, shuffle=False,
-                            drop_last=False, state_scales=scales, field_offset=offset)
+    train_loader = task_loader(ds, train_idx, train_cfg.batch_size, task, seed=train_cfg.seed, state_scales=scales,
+                               field_offset=offset)
+    val_loader = task_loader(ds, val_idx, min(train_cfg.batch_size, len(val_idx)), task, shuffle=False,
+                             drop_last=False, state_scales=scales, field_offset=offset)
     spec: dict[str, Any] = {"task": task, "scenario": scenario, "shape": list(shape), "spacing": ds.config.spacing,
                             "data_dir": str(Path(data_dir).absolute()), "data_fingerprint": ds.manifest.get("fingerprint"),
                             "val_indices": [int(val_idx[0]), int(val_idx[-1]) + 1]}
@@ -272,4 +257,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=handler)
 
 
-__all__ = ["TaskLoader", "build_run", "split_indices", "task_of", "train_run"]
+__all__ = ["build_run", "split_indices", "task_loader", "task_of", "train_run"]

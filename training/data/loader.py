@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,9 @@ class Loader:
         prefetch: batches read ahead on a background thread (0: read synchronously).
         device: optional ``jax.Device`` or ``jax.sharding.Sharding``; batches are then placed there
             on the prefetch thread and yielded as ``jax.Array`` (default: numpy arrays).
+        subset: the sample indices to draw from (e.g. a train/validation split); default all.
+        transform: applied to every batch (a dict of numpy arrays) on the prefetch thread, before
+            device placement; e.g. stacking fields into a task layout.
 
     Attributes:
         stats: normalisation statistics ``{field: {"mean": float, "std": float, ...}}`` from the manifest.
@@ -46,7 +49,9 @@ class Loader:
 
     def __init__(self, dataset: Dataset, batch_size: int, *, fields: list[str] | tuple[str, ...] | None = None,
                  seed: int = 0, shuffle: bool = True, drop_last: bool = False, process_index: int | None = None,
-                 process_count: int | None = None, prefetch: int = 2, device: Any = None):
+                 process_count: int | None = None, prefetch: int = 2, device: Any = None,
+                 subset: np.ndarray | list[int] | None = None,
+                 transform: Callable[[dict[str, np.ndarray]], dict[str, Any]] | None = None):
         if not dataset.complete:
             raise ValueError(f"dataset {dataset.path} is incomplete ({int(dataset.written().sum())}/{len(dataset)} "
                              f"samples); finish it with `pdesurrogate generate` first")
@@ -66,6 +71,10 @@ class Loader:
         if unknown:
             raise ValueError(f"fields must be among {sorted(dataset.fields)}, got unknown {unknown}")
         self.dataset = dataset
+        self.subset = np.arange(len(dataset)) if subset is None else np.asarray(subset, np.int64).reshape(-1)
+        if self.subset.size and (self.subset.min() < 0 or self.subset.max() >= len(dataset)):
+            raise ValueError(f"subset must hold sample indices in [0, {len(dataset) - 1}]")
+        self.transform = transform
         self.batch_size = int(batch_size)
         self.fields = tuple(fields) if fields is not None else tuple(dataset.fields)
         self.seed = int(seed)
@@ -78,12 +87,13 @@ class Loader:
         self.stats: dict[str, dict[str, float]] = {k: v for k, v in dataset.stats.items() if k in self.fields}
         if len(self) == 0:
             raise ValueError(f"batch_size {batch_size} with {process_count} process(es) leaves no batch "
-                             f"from {len(dataset)} samples (drop_last={drop_last})")
+                             f"from {len(self.subset)} samples (drop_last={drop_last})")
 
     def indices(self, epoch: int) -> np.ndarray:
         """This process's sample order for ``epoch``, ``(n,)``."""
-        n = len(self.dataset)
-        order = np.random.default_rng([self.seed, int(epoch)]).permutation(n) if self.shuffle else np.arange(n)
+        n = len(self.subset)
+        order = np.random.default_rng([self.seed, int(epoch)]).permutation(self.subset) if self.shuffle \
+            else self.subset
         if self.drop_last:
             per = n // self.process_count
             part = order[self.process_index * per:(self.process_index + 1) * per]
@@ -92,13 +102,15 @@ class Loader:
 
     def __len__(self) -> int:
         """Batches per epoch on this process."""
-        n = len(self.dataset)
+        n = len(self.subset)
         if self.drop_last:
             return (n // self.process_count) // self.batch_size
         return -(-len(np.array_split(np.arange(n), self.process_count)[self.process_index]) // self.batch_size)
 
     def _read(self, idx: np.ndarray) -> dict[str, Any]:
         batch = self.dataset.read(idx, self.fields)
+        if self.transform is not None:
+            batch = self.transform(batch)
         if self.device is not None:
             import jax
 

@@ -34,10 +34,10 @@ import numpy as np
 from pdesurrogate.evaluation import metrics
 from pdesurrogate.evaluation.speed import compare, stepper_speed
 from pdesurrogate.surrogate import FieldOperator, Surrogate, read_spec
+from training.data import open_dataset, scenarios, task_fields, to_task_batch
 
 
 def _dataset(path: str | Path):
-    from training.data import open_dataset  # the evaluation reads datasets written by training.data
 
     ds = open_dataset(path)
     if not ds.complete:
@@ -78,7 +78,6 @@ def _stats(per: dict[str, list[np.ndarray]]) -> dict[str, Any]:
 def evaluate_stepper(sur: Surrogate, ds: Any, idx: np.ndarray, stds: list[float], batch: int = 8
                      ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Statistics of a learned stepper on samples ``idx`` of a trajectory dataset, plus arrays for figures."""
-    from training.data import task_fields, to_task_batch
 
     fields = task_fields("stepper", ds.fields) + ["lesion_mask"]
 
@@ -156,7 +155,6 @@ def stepper_solver(spec: dict[str, Any]):
 # ----- field operator -----------------------------------------------------------------------------
 def incident_fields(ds: Any) -> np.ndarray:
     """The solver's fields ``(F, *shape)`` for the homogeneous background medium (the incident field)."""
-    from training.data import scenarios
 
     sc = scenarios.build(ds.config)
     n_b = float(ds.manifest["constants"].get("background_index", 1.0))
@@ -338,8 +336,7 @@ def evaluate_run(run_dir: str | Path, data_dirs: list[str | Path] | str | Path, 
             result["speed"] = stepper_speed(model, make, media, jnp.asarray(sample[spec.get("initial_field", "p0")]),
                                             T - 1, gradient=speed_gradient, read=read)
         else:
-            from training.data import scenarios
-
+        
             sim = scenarios.build(ds.config).simulate
             media = jnp.asarray(sample["refractive_index"])[:, None]
             result["speed"] = compare(jax.vmap(lambda m: model(m)),

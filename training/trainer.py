@@ -37,6 +37,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from pdesurrogate.config import to_dict
+from pdesurrogate.io import save_figure, write_json
 from pdesurrogate.models.registry import build_model, model_meta, split_model
 from pdesurrogate.progress import Progress
 
@@ -188,8 +189,7 @@ def plot_losses(run_dir: str | Path) -> Path:
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     out = run_dir / "loss_curve.png"
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    save_figure(fig, out, dpi=100)
     return out
 
 
@@ -216,8 +216,7 @@ def plot_sample(prediction: np.ndarray, truth: np.ndarray, path: str | Path, cha
     rel = float(np.linalg.norm(p - t) / (np.linalg.norm(t) or 1.0))
     fig.suptitle(f"channel {channel}: relative L2 error {rel:.3g}")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
     return Path(path)
 
 
@@ -397,7 +396,7 @@ class Trainer:
                 if self.is_main:
                     (self.run_dir / name).unlink(missing_ok=True)
             if self.is_main:
-                (self.run_dir / "run.json").write_text(json.dumps(run_info, indent=2))
+                write_json(self.run_dir / "run.json", run_info)
             self._save(store, 0, params, opt_state, rest, 0, None, 0)
             self._event("step=0 event=start")
         metrics_log = _CsvLog(self.run_dir / "metrics.csv", start, self.is_main)

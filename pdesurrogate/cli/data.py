@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pdesurrogate.io import save_figure
+
 
 def _generate(args: argparse.Namespace) -> int:
     import jax
@@ -114,9 +116,7 @@ def _show(args: argparse.Namespace) -> int:
     fig.suptitle(f"{Path(args.dir).name} [{ds.manifest['scenario']}] sample {int(sample['index'])} "
                  f"(seed {int(sample['seed'])})", fontsize=9)
     fig.tight_layout()
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=110)
-    plt.close(fig)
+    save_figure(fig, args.out, dpi=110)
     print(f"wrote {args.out}")
     return 0
 

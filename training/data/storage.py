@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import tensorstore as ts
 
+from pdesurrogate.io import write_text
 from training.data.config import DataConfig, config_dict, fingerprint, parse_data_config
 
 FORMAT = "pdesurrogate-dataset"
@@ -63,16 +64,6 @@ def chunk_samples(spec: FieldSpec, batch_size: int) -> int:
     """Samples per chunk: a whole batch for small fields, one sample for large ones."""
     nbytes = math.prod(spec.shape) * np.dtype(spec.dtype).itemsize
     return batch_size if nbytes * batch_size <= CHUNK_BYTES else 1
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the new one, never a part."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def git_commit() -> str | None:
@@ -321,7 +312,7 @@ class DatasetWriter(Dataset):
             "constants": constants or {},
             "complete": False,
         }
-        atomic_write_text(staging / MANIFEST, json.dumps(manifest, indent=1))
+        write_text(staging / MANIFEST, json.dumps(manifest, indent=1))
         os.replace(staging, path)  # replaces a missing or empty directory atomically
         return "new"
 
@@ -346,7 +337,7 @@ class DatasetWriter(Dataset):
         stats = {name: [sample_stats(v) for v in value] for name, value in arrays.items()
                  if np.issubdtype(np.asarray(value).dtype, np.inexact)}
         marker = {"batch": b, "start": start, "stop": stop, "stats": stats, "extra": extra or {}}
-        atomic_write_text(self.path / "done" / f"b{b:08d}.json", json.dumps(marker))
+        write_text(self.path / "done" / f"b{b:08d}.json", json.dumps(marker))
 
     def finalize(self) -> bool:
         """If every batch is written, aggregate the statistics into the manifest and mark it complete.
@@ -380,7 +371,7 @@ class DatasetWriter(Dataset):
         manifest.update(complete=True, stats=stats, sample_stats=per_sample, sample_extra=extra)
         if "rare_lesion" in extra:
             manifest["num_rare_lesion"] = int(sum(extra["rare_lesion"]))
-        atomic_write_text(self.path / MANIFEST, json.dumps(manifest, indent=1))
+        write_text(self.path / MANIFEST, json.dumps(manifest, indent=1))
         self.manifest = manifest
         return True
 

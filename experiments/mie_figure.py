@@ -20,7 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from solvers import Grid, maxwell  # noqa: E402
+from solvers import maxwell  # noqa: E402
 
 LAM0, INDEX = 1.0e-6, 1.5
 RADIUS = LAM0 / 2
@@ -28,16 +28,10 @@ RADIUS = LAM0 / 2
 
 def run(cells: float, subpixel: bool):
     """Simulated and analytic Ez phasors (TF region), coordinates and the inside mask."""
-    dx = LAM0 / INDEX / cells
     pml = 20
-    n = int(round(2.4 * LAM0 / dx)) + 2 * pml
-    grid = Grid((n, n), dx)
-    centre = np.array(grid.extent) / 2
-
-    def eps_fn(x):
-        return np.where((x[0] - centre[0]) ** 2 + (x[1] - centre[1]) ** 2 < RADIUS**2, INDEX**2, 1.0)
-
-    medium = maxwell.subpixel.smoothed_medium(grid, eps_fn) if subpixel else maxwell.Medium(eps_fn(grid.coordinates()))
+    grid, medium, centre = maxwell.analytic.mie_cylinder_setup(cells, wavelength=LAM0, index=INDEX, radius=RADIUS,
+                                                               pml_size=pml, subpixel=subpixel)
+    n = grid.shape[0]
     res = maxwell.simulate(grid, medium, maxwell.PlaneWave(LAM0), pml_size=pml)
     x, y = grid.coordinates()
     ref = maxwell.analytic.mie_cylinder(x, y, LAM0, RADIUS, INDEX, centre=tuple(centre))

@@ -85,16 +85,9 @@ plt.show()
 
 # %%
 lam0, index, radius = 1e-6, 1.5, 0.5e-6
-dx = lam0 / index / 20
-n = int(round(2.4 * lam0 / dx)) + 40
-ogrid = Grid((n, n), dx)
-oc = np.array(ogrid.extent) / 2
-
-def eps_fn(xy):
-    return np.where((xy[0] - oc[0]) ** 2 + (xy[1] - oc[1]) ** 2 < radius**2, index**2, 1.0)
-
+ogrid, omedium, oc = maxwell.analytic.mie_cylinder_setup(20, wavelength=lam0, index=index, radius=radius, subpixel=True)
 src = maxwell.PlaneWave(wavelength=lam0, angle=0.0)
-res = maxwell.simulate(ogrid, maxwell.subpixel.smoothed_medium(ogrid, eps_fn), source=src, frequencies=[src.frequency])
+res = maxwell.simulate(ogrid, omedium, source=src, frequencies=[src.frequency])
 ox, oy = ogrid.coordinates()
 ref = maxwell.analytic.mie_cylinder(ox, oy, lam0, radius, index, oc, "TM")
 inside = (ox - oc[0]) ** 2 + (oy - oc[1]) ** 2 < radius**2

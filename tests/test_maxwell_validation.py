@@ -24,17 +24,10 @@ def _mie_error(polarization: str, cells_per_wavelength: float, subpixel: bool, q
     interface jumps there, so point values are not a meaningful reference within a cell of it).
     ``cells_per_wavelength`` counts cells per wavelength inside the dielectric (lam0 / 1.5).
     """
-    dx = LAM0 / N_CYL / cells_per_wavelength
     pml = 20
-    n = int(round(2.4 * LAM0 / dx)) + 2 * pml
-    grid = Grid((n, n), dx)
-    centre = np.array(grid.extent) / 2
-
-    def eps_fn(x):
-        return np.where((x[0] - centre[0]) ** 2 + (x[1] - centre[1]) ** 2 < RADIUS**2, N_CYL**2, 1.0)
-
-    medium = (maxwell.subpixel.smoothed_medium(grid, eps_fn) if subpixel
-              else maxwell.Medium(eps_fn(grid.coordinates())))
+    grid, medium, centre = maxwell.analytic.mie_cylinder_setup(cells_per_wavelength, wavelength=LAM0, index=N_CYL,
+                                                               radius=RADIUS, pml_size=pml, subpixel=subpixel)
+    dx = grid.spacing
     names = ("Ex", "Ey") if quantity == "E" else None
     res = maxwell.simulate(grid, medium, maxwell.PlaneWave(LAM0), polarization=polarization, pml_size=pml,
                            subpixel=subpixel, components=names)

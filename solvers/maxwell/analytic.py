@@ -105,3 +105,37 @@ def slab_transmission(wavelength: float, thickness: float, index: float) -> comp
     r = (1 - index) / (1 + index)
     delta = index * 2 * np.pi / wavelength * thickness
     return (1 - r**2) * np.exp(1j * delta) / (1 - r**2 * np.exp(2j * delta))
+
+
+def mie_cylinder_setup(cells_per_wavelength: float, *, wavelength: float = 1e-6, index: float = 1.5,
+                       radius: float | None = None, pml_size: int = 20, subpixel: bool = False):
+    """The Mie validation problem: a dielectric cylinder centred in a square 2D grid.
+
+    The grid spans ``2.4 wavelength`` plus the CPML on each side, with ``cells_per_wavelength``
+    cells per wavelength inside the cylinder (``wavelength / index``).
+
+    Args:
+        cells_per_wavelength: resolution inside the dielectric.
+        wavelength: vacuum wavelength in m; index: cylinder refractive index (background 1).
+        radius: cylinder radius in m (default ``wavelength / 2``).
+        pml_size: CPML cells.
+        subpixel: build the medium with sub-pixel averaging (:func:`subpixel.smoothed_medium`).
+
+    Returns:
+        ``(grid, medium, centre)`` with ``centre`` the cylinder axis in m, shape ``(2,)``.
+    """
+    from solvers.grid import Grid
+    from solvers.maxwell.medium import Medium
+    from solvers.maxwell.subpixel import smoothed_medium
+
+    radius = wavelength / 2 if radius is None else radius
+    dx = wavelength / index / cells_per_wavelength
+    n = int(round(2.4 * wavelength / dx)) + 2 * pml_size
+    grid = Grid((n, n), dx)
+    centre = np.array(grid.extent) / 2
+
+    def permittivity(x: np.ndarray) -> np.ndarray:
+        return np.where((x[0] - centre[0]) ** 2 + (x[1] - centre[1]) ** 2 < radius**2, index**2, 1.0)
+
+    medium = smoothed_medium(grid, permittivity) if subpixel else Medium(permittivity(grid.coordinates()))
+    return grid, medium, centre

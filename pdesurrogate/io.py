@@ -58,11 +58,22 @@ def save_npz(path: str | Path, **arrays: np.ndarray) -> None:
     write_bytes(path, buf.getvalue())
 
 
-def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> None:
-    """Atomically save a matplotlib figure as PNG and close it."""
-    import matplotlib.pyplot as plt
+def subplots(nrows: int = 1, ncols: int = 1, **kwargs: Any) -> tuple[Any, Any]:
+    """``(figure, axes)`` like ``pyplot.subplots``, but a standalone ``matplotlib.figure.Figure``.
 
+    Library figures never touch pyplot's global state or backend, so they work headless and
+    leave notebooks' inline plotting alone. ``kwargs`` go to ``Figure`` (``figsize``) or to
+    ``Figure.subplots`` (``squeeze``, ``sharex``, ...).
+    """
+    from matplotlib.figure import Figure
+
+    fig_keys = {"figsize", "dpi", "layout"}
+    fig = Figure(**{k: v for k, v in kwargs.items() if k in fig_keys})
+    return fig, fig.subplots(nrows, ncols, **{k: v for k, v in kwargs.items() if k not in fig_keys})
+
+
+def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> None:
+    """Atomically save a matplotlib figure as PNG."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
     write_bytes(path, buf.getvalue())

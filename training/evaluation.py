@@ -78,7 +78,6 @@ def _stats(per: dict[str, list[np.ndarray]]) -> dict[str, Any]:
 def evaluate_stepper(sur: Surrogate, ds: Any, idx: np.ndarray, stds: list[float], batch: int = 8
                      ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Statistics of a learned stepper on samples ``idx`` of a trajectory dataset, plus arrays for figures."""
-
     fields = task_fields("stepper", ds.fields) + ["lesion_mask"]
 
     @jax.jit
@@ -155,7 +154,6 @@ def stepper_solver(spec: dict[str, Any]):
 # ----- field operator -----------------------------------------------------------------------------
 def incident_fields(ds: Any) -> np.ndarray:
     """The solver's fields ``(F, *shape)`` for the homogeneous background medium (the incident field)."""
-
     sc = scenarios.build(ds.config)
     n_b = float(ds.manifest["constants"].get("background_index", 1.0))
     out = jax.jit(sc.simulate)({"refractive_index": jnp.full(tuple(ds.config.shape), n_b, jnp.float32)})
@@ -191,14 +189,10 @@ def evaluate_field(op: FieldOperator, ds: Any, idx: np.ndarray, batch: int = 8
 
 # ----- figures and report -------------------------------------------------------------------------
 def _figures(out_dir: Path, result: dict[str, Any], arrays: dict[str, Any]) -> list[str]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from pdesurrogate.io import save_figure
+    from pdesurrogate.io import save_figure, subplots
 
     names = []
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig, ax = subplots(figsize=(5.5, 3.8))
     bins = np.logspace(np.log10(max(min(arrays["one"].min(), arrays["base"].min()), 1e-6)),
                        np.log10(max(arrays["one"].max(), arrays["base"].max(), 1e-5)), 40)
     ax.hist(arrays["one"], bins=bins, alpha=0.7, label="surrogate")
@@ -208,10 +202,9 @@ def _figures(out_dir: Path, result: dict[str, Any], arrays: dict[str, Any]) -> l
     ax.set_ylabel("count")
     ax.legend()
     save_figure(fig, out_dir / "error_histogram.png")
-    plt.close(fig)
     names.append("error_histogram.png")
     if "rollout" in result:
-        fig, ax = plt.subplots(figsize=(5.5, 3.8))
+        fig, ax = subplots(figsize=(5.5, 3.8))
         r, b = result["rollout"], result["baseline_rollout"]
         ax.plot(r["steps"], r["median"], "o-", label="surrogate median")
         ax.plot(r["steps"], r["p95"], "o--", label="surrogate p95")
@@ -222,11 +215,10 @@ def _figures(out_dir: Path, result: dict[str, Any], arrays: dict[str, Any]) -> l
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
         save_figure(fig, out_dir / "rollout.png")
-        plt.close(fig)
         names.append("rollout.png")
     w = arrays["worst"]
     if "pred" in w:
-        fig, axes = plt.subplots(1, 4, figsize=(14, 3.4))
+        fig, axes = subplots(1, 4, figsize=(14, 3.4))
         lim = float(np.abs(w["truth"]).max()) or 1.0
         for ax, a, title in zip(axes, (w["input"], w["truth"], w["pred"], w["pred"] - w["truth"]),
                                 ("input", "truth", "surrogate", "surrogate - truth")):
@@ -237,7 +229,6 @@ def _figures(out_dir: Path, result: dict[str, Any], arrays: dict[str, Any]) -> l
             fig.colorbar(im, ax=ax, fraction=0.046)
         fig.suptitle(f"worst test sample: relative L2 {w['err']:.3g}")
         save_figure(fig, out_dir / "worst_sample.png")
-        plt.close(fig)
         names.append("worst_sample.png")
     return names
 

@@ -37,7 +37,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from pdesurrogate.config import to_dict
-from pdesurrogate.io import save_figure, write_json
+from pdesurrogate.io import save_figure, subplots, write_json
 from pdesurrogate.models.registry import build_model, model_meta, split_model
 from pdesurrogate.progress import Progress
 
@@ -170,14 +170,10 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 
 def plot_losses(run_dir: str | Path) -> Path:
     """Plot training (and validation) loss against step from the run's CSV logs to ``loss_curve.png``."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     run_dir = Path(run_dir)
     train = [(int(r["step"]), float(r["loss"])) for r in _read_csv(run_dir / "metrics.csv")]
     val = [(int(r["step"]), float(r["val_loss"])) for r in _read_csv(run_dir / "validation.csv")]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = subplots(figsize=(6, 4))
     for rows, label, style in ((train, "train", "-"), (val, "validation", "o-")):
         rows = [(s, v) for s, v in rows if math.isfinite(v) and v > 0]
         if rows:
@@ -195,10 +191,6 @@ def plot_losses(run_dir: str | Path) -> Path:
 
 def plot_sample(prediction: np.ndarray, truth: np.ndarray, path: str | Path, channel: int = 0) -> Path:
     """Truth, prediction and error of one channel of ``(C, *spatial)`` fields (3D: middle slice)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     def plane(a: np.ndarray) -> np.ndarray:
         a = np.asarray(a, np.float64)[channel]
         while a.ndim > 2:
@@ -207,7 +199,7 @@ def plot_sample(prediction: np.ndarray, truth: np.ndarray, path: str | Path, cha
 
     t, p = plane(truth), plane(prediction)
     lim = float(np.abs(t).max()) or 1.0
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
+    fig, axes = subplots(1, 3, figsize=(11, 3.4))
     for ax, a, title in zip(axes, (t, p, p - t), ("truth", "prediction", "prediction - truth")):
         im = ax.imshow(a, cmap="RdBu_r", vmin=-lim, vmax=lim)
         ax.set_title(title)

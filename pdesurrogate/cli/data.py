@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pdesurrogate.io import save_figure
+from pdesurrogate.io import save_figure, subplots
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -68,10 +68,6 @@ def _slice2d(a: np.ndarray) -> np.ndarray:
 
 
 def _show(args: argparse.Namespace) -> int:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     from training.data import open_dataset
 
@@ -97,7 +93,7 @@ def _show(args: argparse.Namespace) -> int:
         panels.append(("|detector| (angle x point)", np.abs(sample["detector"]), "inferno"))
     cols = min(4, len(panels))
     rows = math.ceil(len(panels) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.2 * rows), squeeze=False)
+    fig, axes = subplots(rows, cols, figsize=(3.6 * cols, 3.2 * rows), squeeze=False)
     for ax in axes.ravel():
         ax.set_axis_off()
     for ax, (title, img, cmap) in zip(axes.ravel(), panels):

@@ -145,15 +145,10 @@ def run_acoustic(cfg: AcousticSimulation) -> dict[str, np.ndarray]:
 
 def plot_acoustic(result: dict[str, np.ndarray], title: str = "") -> Any:
     """Figure: sound speed with the array, final pressure, and the traces of every element."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     h = float(result["spacing"]) * 1e3
     shape = result["sound_speed"].shape
     ext = [0, (shape[1] - 1) * h, (shape[0] - 1) * h, 0]
-    fig, ax = plt.subplots(1, 3, figsize=(15, 4.6))
+    fig, ax = io.subplots(1, 3, figsize=(15, 4.6))
     im = ax[0].imshow(result["sound_speed"], extent=ext, cmap="viridis")
     ring = result["sensor_positions"] * 1e3
     ax[0].plot(ring[:, 1], ring[:, 0], "w.", ms=3)

@@ -165,11 +165,6 @@ def run_maxwell(cfg: MaxwellSimulation) -> dict[str, np.ndarray]:
 
 def plot_maxwell(result: dict[str, np.ndarray], title: str):
     """|field| at the first frequency and the permittivity, side by side (3D: the middle z slice)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     f = result["field"][0]
     eps = result["permittivity"]
     if f.ndim == 4:  # 3D: (3, nx, ny, nz) -> |E| on the middle z plane
@@ -177,7 +172,7 @@ def plot_maxwell(result: dict[str, np.ndarray], title: str):
     if f.ndim == 3:
         f, eps = f[..., f.shape[-1] // 2], eps[..., eps.shape[-1] // 2]
     extent_um = [0, eps.shape[0] * float(result["spacing"]) * 1e6, 0, eps.shape[1] * float(result["spacing"]) * 1e6]
-    fig, ax = plt.subplots(1, 2, figsize=(10, 4.2))
+    fig, ax = io.subplots(1, 2, figsize=(10, 4.2))
     for a, img, label, cmap in ((ax[0], np.abs(f), "|field| (unit incident amplitude)", "magma"),
                                 (ax[1], eps, "relative permittivity", "viridis")):
         im = a.imshow(img.T, origin="lower", extent=extent_um, cmap=cmap)

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Every solver and data benchmark on a GPU host, in one call, from the repository root.
+#
+# The GPU host has JAX, equinox, diffrax, flax, optax, orbax and tensorstore but no network and no
+# install of this project: run it from the checkout with PYTHONPATH=. . jwave comes from the four
+# pure wheels in ../shared/gpu-wheels, copied into the ignored folder .gpu-wheels/ beforehand
+# (cp ../shared/gpu-wheels/*.whl .gpu-wheels/) and carried along.
+#
+#   bash experiments/gpu_benchmarks.sh [acoustic|maxwell|data ...]   # default: all three
+#
+# Each script writes experiments/results/<name>_benchmark.{md,json} (bench_data: bench_data_gpu.*)
+# with the device name, date and command; a short table is printed last.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+site=$(mktemp -d)
+python3 -m pip install -q --no-index --no-deps --no-compile --target "$site" .gpu-wheels/*.whl
+export PYTHONPATH="$site:." PYTHONUNBUFFERED=1
+python3 -c "import jax; print('jax', jax.__version__, jax.devices())"
+benches=("$@")
+[ ${#benches[@]} -eq 0 ] && benches=(acoustic maxwell data)
+for bench in "${benches[@]}"; do
+  echo "== bench_$bench"
+  python3 "experiments/bench_$bench.py"
+done
+tail -n 40 experiments/results/acoustic_benchmark.md experiments/results/maxwell_benchmark.md \
+  experiments/results/bench_data_gpu.md 2>/dev/null || true

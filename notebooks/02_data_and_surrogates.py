@@ -7,6 +7,7 @@
 # as a drop-in `Stepper` with a gradient with respect to the medium.
 
 # %%
+import copy
 import tempfile
 from pathlib import Path
 
@@ -16,20 +17,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from pdesurrogate import Surrogate
+from pdesurrogate.cli.demo import DEMO_EXPERIMENT
 from pdesurrogate.cli.train import train_run
 from solvers import acoustic
 from training.data import Loader, generate, open_dataset
 from training.evaluation import evaluate_run
 
 work = Path(tempfile.mkdtemp(prefix="pdesurrogate-walkthrough-"))
-experiment = {
-    "data": {"scenario": "acoustic_stepper", "num_samples": 64, "seed": 0, "shape": [32, 32], "spacing": 1e-4,
-             "batch_size": 16, "phantom": {"kind": "breast", "lesion_rate": 0.05},
-             "acoustic": {"scheme": "fd", "pml_size": 6, "save_every": 4, "n_frames": 8, "save_velocity": True}},
-    "model": {"kind": "fno", "modes": [8, 8], "width": 16, "depth": 2},
-    "train": {"steps": 300, "batch_size": 8, "lr": 2e-3, "warmup_steps": 20, "validate_every": 100,
-              "checkpoint_every": 100},
-}
+experiment = copy.deepcopy(DEMO_EXPERIMENT)  # the settings of `pdesurrogate demo`
+print(experiment)
 
 # %% [markdown]
 # ## A dataset of solver trajectories

@@ -68,21 +68,23 @@ def _slice2d(a: np.ndarray) -> np.ndarray:
 
 
 def _show(args: argparse.Namespace) -> int:
-
     from training.data import open_dataset
 
     ds = open_dataset(args.dir)
+    if not 0 <= args.index < len(ds):
+        raise ValueError(f"--index must be in [0, {len(ds) - 1}], got {args.index}")
     sample = ds[args.index]
     panels: list[tuple[str, np.ndarray, str]] = []
-    for name in ("sound_speed", "density", "refractive_index", "p0"):
+    for name in ("sound_speed", "density", "refractive_index", "p0", "e0"):
         if name in sample:
             panels.append((f"{name} [{ds.fields[name].unit}]", _slice2d(sample[name]), "viridis"))
     if "lesion_mask" in sample:
         panels.append(("lesion_mask (labels)", _slice2d(sample["lesion_mask"]).astype(float), "magma"))
-    if "pressure" in sample:
-        frames = sample["pressure"]
-        for k in sorted({0, len(frames) // 2, len(frames) - 1}):
-            panels.append((f"pressure frame {k} [Pa]", _slice2d(frames[k]), "RdBu_r"))
+    for name in ("pressure", "ez"):  # stepper trajectories (acoustic, Maxwell TM)
+        if name in sample:
+            frames, unit = sample[name], ds.fields[name].unit
+            for k in sorted({0, len(frames) // 2, len(frames) - 1}):
+                panels.append((f"{name} frame {k} [{unit}]", _slice2d(frames[k]), "RdBu_r"))
     if "field" in sample:
         panels.append(("|Ez| angle 0", np.abs(sample["field"][0]), "inferno"))
         panels.append(("Re Ez angle 0", np.real(sample["field"][0]), "RdBu_r"))

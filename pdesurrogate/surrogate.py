@@ -32,6 +32,7 @@ from flax import nnx
 from pdesurrogate.models import channels_to_complex, load_model, predict_field, predict_step
 from solvers.grid import Grid
 from solvers.points import PointSampler
+from solvers.protocol import StepperModule
 from solvers.validate import check_int_range, is_concrete
 
 SURROGATE_FILE = "surrogate.json"
@@ -95,7 +96,7 @@ class SurrogateResult(eqx.Module):
     dt: float = eqx.field(static=True)
 
 
-class Surrogate(eqx.Module):
+class Surrogate(StepperModule):
     """A learned time stepper (implements :class:`solvers.protocol.Stepper`).
 
     Args:
@@ -263,7 +264,7 @@ class Surrogate(eqx.Module):
                                pressure=final[0], states=states, dt=self.dt)
 
 
-class FieldOperator(eqx.Module):
+class FieldOperator(StepperModule):
     """A learned one-pass operator: medium (+ condition) -> complex phasor fields or measurements.
 
     Args:

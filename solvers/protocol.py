@@ -33,7 +33,7 @@ class Stepper(Protocol):
 
 
 class StepperModule(eqx.Module):
-    """Base of the solvers' equinox ``Stepper`` modules.
+    """Base of the equinox modules that advance or map fields (solver and surrogate steppers).
 
     Identity equality and hashing make bound methods usable as ``jax.jit`` targets
     (``jax.jit(stepper.step)``): field-wise equality would compare arrays, which are unhashable.

@@ -116,3 +116,13 @@ def test_optics_field_operator_trains_and_evaluates(tmp_path):
     assert result["rel_l2"]["median"] < result["baseline_rel_l2"]["median"]
     op = FieldOperator.load(tmp_path / "run")
     assert op.offset is not None and op.offset.shape == (4, 40, 40)
+
+
+def test_train_validation_and_test_splits_are_disjoint():
+    from pdesurrogate.cli.train import split_indices
+
+    train, val, test = split_indices(64)
+    assert (len(train), len(val), len(test)) == (48, 8, 8)
+    assert sorted(np.concatenate([train, val, test]).tolist()) == list(range(64))
+    with pytest.raises(ValueError, match="at least 3 samples"):
+        split_indices(2)

@@ -60,6 +60,10 @@ def test_stepper_protocol(surrogate):
     np.testing.assert_array_equal(np.asarray(surrogate.run(s, 0)), np.asarray(s))
     r = surrogate.reverse(one)
     np.testing.assert_array_equal(np.asarray(r), np.asarray(one) * np.array([1, -1, -1])[:, None, None])
+    # jit works on the bound methods, as for the solvers' steppers
+    np.testing.assert_allclose(np.asarray(jax.jit(surrogate.step)(s)), np.asarray(one), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(jax.jit(surrogate.run, static_argnums=1)(s, 3)), np.asarray(three),
+                               rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="initial_field"):
         surrogate.init(np.zeros((N + 1, N)))
     with pytest.raises(ValueError, match="state must have shape"):

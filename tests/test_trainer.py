@@ -6,6 +6,8 @@ Subprocess helpers live at the bottom (``python tests/test_trainer.py MODE ...``
 
 from __future__ import annotations
 
+import dataclasses
+
 import csv
 import json
 import os
@@ -187,6 +189,8 @@ def test_sigkill_and_resume_matches_uninterrupted(tmp_path):
     other = {**model_cfg, "width": 8}
     with pytest.raises(ValueError, match="cannot resume"):
         Trainer(other, loss_fn, loader, cfg, run, progress=False).fit(resume=True)
+    with pytest.raises(ValueError, match=r"cannot resume .*: train\.lr was"):
+        Trainer(model_cfg, loss_fn, loader, dataclasses.replace(cfg, lr=cfg.lr * 2), run, progress=False).fit()
 
 
 def test_eight_fake_devices_match_one_device(tmp_path):

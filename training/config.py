@@ -122,3 +122,9 @@ class TrainConfig:
             raise ValueError("train.reversal_signs: required when train.loss.time_reversal > 0")
         if self.task == "field" and self.loss.time_reversal > 0:
             raise ValueError("train.loss.time_reversal: only for task 'stepper'")
+        if self.task == "field":  # stepper-only settings must not be set and silently ignored
+            defaults = {f.name: f.default for f in dataclasses.fields(self)}
+            for name in ("unroll", "pushforward", "noise_std", "residual_step", "reversal_signs"):
+                if getattr(self, name) != defaults[name]:
+                    raise ValueError(f"train.{name}: a stepper setting; task 'field' does not use it "
+                                     f"(remove it), got {getattr(self, name)!r}")

@@ -1,8 +1,8 @@
 """End-to-end evaluation of a trained surrogate against its reference solver data.
 
 :func:`evaluate_run` reads a training run (``pdesurrogate train`` output) and one or more
-datasets: the first is the test set (the run's own dataset: its held-out samples; any other:
-all samples); the others are extra test sets reported separately under ``splits``, keyed by
+datasets: the first is the test set (the run's own dataset: its test split, which neither trained
+nor selected the checkpoint; any other: all samples); the others are extra test sets reported separately under ``splits``, keyed by
 their ``data.split`` (``rare_lesion``, ``ood_contrast``, ...). It writes ``evaluation.json``,
 ``evaluation.md`` and PNG figures into ``out_dir`` and returns the JSON dict:
 
@@ -38,7 +38,6 @@ from training.data import open_dataset, scenarios, task_fields, to_task_batch
 
 
 def _dataset(path: str | Path):
-
     ds = open_dataset(path)
     if not ds.complete:
         raise ValueError(f"dataset {path} is incomplete")
@@ -48,7 +47,7 @@ def _dataset(path: str | Path):
 def _test_indices(ds: Any, spec: dict[str, Any], max_samples: int | None) -> np.ndarray:
     own = Path(spec["data_dir"]) == Path(ds.path).absolute() or ds.manifest.get("fingerprint") == spec.get(
         "data_fingerprint")
-    idx = np.arange(*spec["val_indices"]) if own else np.arange(len(ds))
+    idx = np.arange(*spec["test_indices"]) if own else np.arange(len(ds))
     return idx if max_samples is None else idx[:max_samples]
 
 

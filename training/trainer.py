@@ -280,8 +280,8 @@ class Trainer:
         self.cfg = config
         self.run_dir = Path(run_dir).absolute()
         self.progress = progress
-        if config.distributed:
-            jax.distributed.initialize()
+        if config.distributed and not jax.distributed.is_initialized():
+            jax.distributed.initialize()  # only works before any other JAX call (the CLI does it first)
         self.mesh = Mesh(np.asarray(list(devices) if devices is not None else jax.devices()), ("data",))
         self.replicated = NamedSharding(self.mesh, P())
         self.batch_sharding = NamedSharding(self.mesh, P("data"))
@@ -373,10 +373,17 @@ class Trainer:
         start, best_val, nan_events = 0, None, 0
         latest = store.latest_step() if resume else None
         if latest is not None:
-            stored = store.meta(latest)["model"]
-            if stored != self.model_config:
-                raise ValueError(f"cannot resume {self.run_dir}: its model config {stored} differs "
+            meta = store.meta(latest)
+            if meta["model"] != self.model_config:
+                raise ValueError(f"cannot resume {self.run_dir}: its model config {meta['model']} differs "
                                  f"from {self.model_config}")
+            # Resuming continues the same optimisation: only the step budget may grow.
+            changed = sorted(k for k in set(meta["train"]) | set(run_info["train"])
+                             if k != "steps" and meta["train"].get(k) != run_info["train"].get(k))
+            if changed:
+                raise ValueError(f"cannot resume {self.run_dir}: train.{changed[0]} was "
+                                 f"{meta['train'].get(changed[0])!r}, now {run_info['train'].get(changed[0])!r} "
+                                 f"(only train.steps may change on resume; start over with --no-resume)")
             params, opt_state, rest, meta = self._restore(store, latest, params, opt_state, rest)
             start, best_val, nan_events = meta["step"], meta["best_val"], meta["nan_events"]
             best_store.clear(after=start)  # saved after the resumed checkpoint; recomputed identically

@@ -6,7 +6,7 @@
 1. Generate a small acoustic time-stepping dataset (``DEMO_EXPERIMENT["data"]``: 64 breast-like
    media at 32 x 32, ``fd`` with a PML, 8 macro steps of 4 solver steps, pressure and velocity).
 2. Train a small FNO stepper on it (``[model]`` / ``[train]`` of ``DEMO_EXPERIMENT``).
-3. Evaluate it against the solver on the held-out samples (per-sample error distribution,
+3. Evaluate it against the solver on the held-out test samples (per-sample error distribution,
    rollout, persistence baseline, frequency bands, lesion regions, speed), print the table and
    write ``OUT/evaluation/evaluation.{json,md}`` and figures.
 """

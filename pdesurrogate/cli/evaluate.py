@@ -48,7 +48,7 @@ def handler(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="evaluate a trained surrogate against the reference solver's data")
     p.add_argument("run", help="training run directory (pdesurrogate train --out)")
-    p.add_argument("--data", required=True, help="test dataset (the training dataset: its held-out samples)")
+    p.add_argument("--data", required=True, help="test dataset (the training dataset: its held-out test split)")
     p.add_argument("--extra-data", action="append", metavar="DIR",
                    help="extra test set reported separately (rare-lesion, OOD); repeatable")
     p.add_argument("--json", required=True, help="output JSON file")

@@ -3,8 +3,9 @@
 The ``[model]`` and ``[train]`` sections of the experiment TOML configure the network and the
 optimisation (:mod:`training.config`); the dataset (``pdesurrogate generate`` output) fixes the
 task (``acoustic_stepper`` / ``photoacoustic``: a learned stepper; ``optics``: a field operator),
-the channels and their normalisation. The last ``1/8`` of the samples (at least one batch's
-worth where possible) are held out for validation and evaluation. Besides the trainer's files
+the channels and their normalisation. The last ``1/8`` of the samples are the test set that
+``pdesurrogate evaluate`` reports, the ``1/8`` before them validate (and pick the best
+checkpoint), the rest train. Besides the trainer's files
 the run directory gets ``surrogate.json``, which :meth:`pdesurrogate.Surrogate.load` and
 :meth:`pdesurrogate.FieldOperator.load` read. A killed run resumes with the same command
 (``--resume``, the default).
@@ -21,7 +22,7 @@ import numpy as np
 
 STEPPER_SCENARIOS = ("acoustic_stepper", "photoacoustic", "maxwell_stepper")
 FIELD_SCENARIOS = ("optics",)
-VAL_FRACTION = 1 / 8
+HOLDOUT_FRACTION = 1 / 8  # of the samples for validation, and again for test
 
 
 def task_loader(dataset: Any, indices: np.ndarray, batch_size: int, task: str, *, seed: int = 0,
@@ -60,12 +61,17 @@ def task_loader(dataset: Any, indices: np.ndarray, batch_size: int, task: str, *
                   drop_last=drop_last, subset=indices, transform=transform)
 
 
-def split_indices(n: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(train, validation)`` sample indices: the last ``n / 8`` samples (at least 1) are held out."""
-    if n < 2:
-        raise ValueError(f"a dataset needs at least 2 samples to train and validate, got {n}")
-    n_val = max(1, int(round(n * VAL_FRACTION)))
-    return np.arange(n - n_val), np.arange(n - n_val, n)
+def split_indices(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(train, validation, test)`` sample indices.
+
+    The last ``n / 8`` samples (at least 1) are the test set, which ``pdesurrogate evaluate``
+    reports; the ``n / 8`` before them validate (and pick the best checkpoint), so the reported
+    test error is not biased by checkpoint selection.
+    """
+    if n < 3:
+        raise ValueError(f"a dataset needs at least 3 samples to train, validate and test, got {n}")
+    n_hold = max(1, int(round(n * HOLDOUT_FRACTION)))
+    return np.arange(n - 2 * n_hold), np.arange(n - 2 * n_hold, n - n_hold), np.arange(n - n_hold, n)
 
 
 def state_scales(stds: list[float]) -> list[float]:
@@ -130,9 +136,19 @@ def build_run(toml: dict[str, Any], data_dir: str | Path, *, steps: int | None =
         if channels > 1:
             train_section.setdefault("reversal_signs", signs)
     train_cfg = parse(TrainConfig, train_section, "train")
+    if task == "stepper" and channels > 1 and list(train_cfg.reversal_signs) != list(signs):
+        raise ValueError(f"train.reversal_signs: the {scenario} state {channels} channels reverse with {signs}, "
+                         f"got {list(train_cfg.reversal_signs)}")
     model_cfg = parse(ModelConfig, _model_section(toml["model"], ndim), "model")
 
-    train_idx, val_idx = split_indices(len(ds), train_cfg.batch_size)
+    import jax
+
+    train_idx, val_idx, test_idx = split_indices(len(ds))
+    # The loaders yield this process's share; the trainer assembles the global batch.
+    processes = jax.process_count()
+    if train_cfg.batch_size % processes:
+        raise ValueError(f"train.batch_size: {train_cfg.batch_size} must be a multiple of the {processes} processes")
+    local_batch = train_cfg.batch_size // processes
     if len(train_idx) < train_cfg.batch_size:
         raise ValueError(f"train.batch_size: {train_cfg.batch_size} exceeds the {len(train_idx)} training samples")
     scales = state_scales(stats["state"]["std"]) if task == "stepper" else None
@@ -141,13 +157,14 @@ def build_run(toml: dict[str, Any], data_dir: str | Path, *, steps: int | None =
         from training.evaluation import incident_fields
 
         offset = incident_fields(ds)
-    train_loader = task_loader(ds, train_idx, train_cfg.batch_size, task, seed=train_cfg.seed, state_scales=scales,
+    train_loader = task_loader(ds, train_idx, local_batch, task, seed=train_cfg.seed, state_scales=scales,
                                field_offset=offset)
-    val_loader = task_loader(ds, val_idx, min(train_cfg.batch_size, len(val_idx)), task, shuffle=False,
+    val_loader = task_loader(ds, val_idx, max(1, min(local_batch, len(val_idx) // processes)), task, shuffle=False,
                              drop_last=False, state_scales=scales, field_offset=offset)
     spec: dict[str, Any] = {"task": task, "scenario": scenario, "shape": list(shape), "spacing": ds.config.spacing,
                             "data_dir": str(Path(data_dir).absolute()), "data_fingerprint": ds.manifest.get("fingerprint"),
-                            "val_indices": [int(val_idx[0]), int(val_idx[-1]) + 1]}
+                            "val_indices": [int(val_idx[0]), int(val_idx[-1]) + 1],
+                            "test_indices": [int(test_idx[0]), int(test_idx[-1]) + 1]}
     if task == "stepper":
         from training.data.tasks import task_layout
 
@@ -213,6 +230,11 @@ def train_run(toml: dict[str, Any], data_dir: str | Path, out: str | Path, *, re
     from pdesurrogate.io import write_json
     from training.trainer import Trainer, make_task_loss
 
+    if isinstance(toml.get("train"), dict) and toml["train"].get("distributed") is True:
+        import jax
+
+        if not jax.distributed.is_initialized():  # must precede every other JAX call, build_run's too
+            jax.distributed.initialize()
     run = build_run(toml, data_dir, steps=steps)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

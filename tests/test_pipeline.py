@@ -73,7 +73,6 @@ def test_train_errors_are_one_line(pipeline, tmp_path, capsys):
     assert "not a surrogate training run" in capsys.readouterr().err
 
 
-@pytest.mark.slow
 def test_full_smoke_config_in_fresh_processes_within_three_minutes(tmp_path):
     """The smoke config exactly as committed (200 steps), three CLI processes, <= 180 s on 2 cores."""
     import os

@@ -15,7 +15,9 @@ their ``data.split`` (``rare_lesion``, ``ood_contrast``, ...). It writes ``evalu
   ``baseline_rollout`` likewise;
 - ``bands``: low / mid / high radial wavenumber bands (see :func:`.metrics.band_errors`);
 - ``roi``: rel L2 within 3 cells of lesions (samples with lesions only);
-- ``time_reversal`` (stepper with velocity): ``||R Phi(R Phi(u)) - u|| / ||u||``;
+- ``time_reversal`` (stepper with velocity): the inconsistency ``||R Phi(R Phi(u)) - u|| / ||u||``
+  (unsquared; channels scaled by their std) from every frame, outside the absorbing layer and the
+  2 cells next to it (the training loss L_TR is the square of this ratio, with the same mask);
 - ``splits``: the same statistics per extra test set;
 - ``speed``: surrogate against the reference solver on this device, same simulated time,
   forward and forward + gradient with respect to the medium.
@@ -35,6 +37,7 @@ from pdesurrogate.evaluation import metrics
 from pdesurrogate.evaluation.speed import compare, stepper_speed
 from pdesurrogate.surrogate import FieldOperator, Surrogate, read_spec
 from training.data import open_dataset, scenarios, task_fields, to_task_batch
+from training.physics import reversal_mask
 
 
 def _dataset(path: str | Path):
@@ -74,9 +77,13 @@ def _stats(per: dict[str, list[np.ndarray]]) -> dict[str, Any]:
 
 
 # ----- stepper ------------------------------------------------------------------------------------
-def evaluate_stepper(sur: Surrogate, ds: Any, idx: np.ndarray, stds: list[float], batch: int = 8
-                     ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Statistics of a learned stepper on samples ``idx`` of a trajectory dataset, plus arrays for figures."""
+def evaluate_stepper(sur: Surrogate, ds: Any, idx: np.ndarray, stds: list[float], batch: int = 8,
+                     reversal_mask: np.ndarray | None = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Statistics of a learned stepper on samples ``idx`` of a trajectory dataset, plus arrays for figures.
+
+    ``reversal_mask`` (``grid.shape``; 0 in and next to the absorbing layer) restricts the
+    time-reversal inconsistency to where the physics is reversible, as the training loss does.
+    """
     fields = task_fields("stepper", ds.fields) + ["lesion_mask"]
 
     @jax.jit
@@ -91,8 +98,9 @@ def evaluate_stepper(sur: Surrogate, ds: Any, idx: np.ndarray, stds: list[float]
             return jax.lax.scan(lambda u, _: (s.step(u),) * 2, u0, None, length=T - 1)[1]
 
         rolled = jax.vmap(roll)(states[:, 0], media)
+        # R Phi R Phi u from every frame (frame 0 alone has zero velocity, a special state)
         tr = jax.vmap(lambda u, m: (lambda s: s.reverse(s.step(s.reverse(s.step(u)))))(sur.with_medium(m)))(
-            states[:, 0], media)
+            states.reshape(B * T, *states.shape[2:]), jnp.repeat(media, T, axis=0))
         return nxt, rolled, tr
 
     acc: dict[str, list[np.ndarray]] = {k: [] for k in ("one", "state", "base", "roi", "tr", "low", "mid", "high")}
@@ -114,7 +122,8 @@ def evaluate_stepper(sur: Surrogate, ds: Any, idx: np.ndarray, stds: list[float]
             acc[k].append(v)
         acc["roi"].append(metrics.roi_errors(nxt[:, 0, 0], truth[:, 0, 0], raw["lesion_mask"]))
         if states.shape[2] > 1:
-            acc["tr"].append(metrics.normalised_relative_l2(tr, states[:, 0], stds))
+            w = 1.0 if reversal_mask is None else reversal_mask
+            acc["tr"].append(metrics.normalised_relative_l2(tr * w, states.reshape(tr.shape) * w, stds))
         roll_err.append(np.stack([metrics.relative_l2(rolled[:, t, 0], truth[:, t, 0]) for t in range(T - 1)], 1))
         roll_base.append(np.stack([metrics.relative_l2(states[:, 0, 0], truth[:, t, 0]) for t in range(T - 1)], 1))
         i = int(np.argmax(one))
@@ -304,7 +313,8 @@ def evaluate_run(run_dir: str | Path, data_dirs: list[str | Path] | str | Path, 
         _check_compatible(ds, spec)
         idx = _test_indices(ds, spec, max_samples)
         if task == "stepper":
-            res, arrays = evaluate_stepper(model, ds, idx, stds, batch)
+            mask = reversal_mask(tuple(spec["shape"]), int(spec.get("pml_size", 0)))
+            res, arrays = evaluate_stepper(model, ds, idx, stds, batch, reversal_mask=mask)
         else:
             res, arrays = evaluate_field(model, ds, idx, batch)
         return res, arrays, ds, idx

@@ -62,6 +62,15 @@ def edge_mask(shape: tuple[int, ...], width: int) -> np.ndarray:
     return mask
 
 
+def reversal_mask(shape: tuple[int, ...], pml_size: int) -> np.ndarray | None:
+    """Where time reversal holds: 0 in the absorbing layer and the 2 cells next to it, else 1.
+
+    ``None`` without a layer (the whole domain is reversible). Used by the time-reversal loss and
+    by its evaluation, so both measure the same region.
+    """
+    return edge_mask(tuple(shape), pml_size + 2) if pml_size else None
+
+
 class WaveResidual(eqx.Module):
     """Residual of the discrete acoustic wave equation across consecutive macro states.
 

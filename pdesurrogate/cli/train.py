@@ -187,9 +187,9 @@ def build_run(toml: dict[str, Any], data_dir: str | Path, *, steps: int | None =
         else:
             spec |= {"scheme": solver_cfg.scheme, "fd_order": 4}
         residual_fn = None
-        from training.physics import edge_mask
+        from training.physics import reversal_mask as reversible_region
 
-        reversal_mask = edge_mask(shape, solver_cfg.pml_size + 2) if solver_cfg.pml_size else None
+        reversal_mask = reversible_region(shape, solver_cfg.pml_size)
         if train_cfg.loss.residual > 0 and maxwell:
             raise ValueError("train.loss.residual: the wave residual is acoustic; maxwell_stepper has none (set it to 0)")
         if train_cfg.loss.residual > 0:

@@ -78,7 +78,7 @@ def test_sharded_over_8_devices_equals_single_device(tmp_path, stepper_ds):
     script = (
         "import jax, json, sys; from training.data import generate;"
         "assert len(jax.local_devices()) == 8, jax.local_devices();"
-        f"r = generate(json.loads(sys.argv[1]), sys.argv[2], progress=False); print(r['status'])"
+        "r = generate(json.loads(sys.argv[1]), sys.argv[2], progress=False); print(r['status'])"
     )
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO),
                XLA_FLAGS="--xla_force_host_platform_device_count=8")

@@ -116,7 +116,7 @@ def _exact_stepper_model(steps):
 
 
 def test_stepper_loss_terms_vanish_for_exact_map():
-    states, c2s, trajs = [], [], []
+    c2s, trajs = [], []
     for seed in (0, 1):
         s, c2 = _random_state(16, seed)
         traj = _trajectory(s, c2, 3, 4)

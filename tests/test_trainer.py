@@ -25,7 +25,7 @@ from flax import nnx
 from pdesurrogate.config import parse
 from pdesurrogate.models import load_model
 from training.config import ModelConfig, TrainConfig
-from training.trainer import Trainer, channel_stats, make_task_loss
+from training.trainer import Trainer, make_task_loss
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -81,8 +81,9 @@ def stepper_setup(data: dict[str, np.ndarray], model: dict | None = None, **trai
     train_cfg = parse(TrainConfig, {"lr": 1e-2, "warmup_steps": 5, "steps": 40, "batch_size": 4,
                                     "checkpoint_every": 10, "validate_every": 20, "log_every": 1, **train}, "train")
     loader = InMemoryLoader(data, train_cfg.batch_size, seed=train_cfg.seed)
-    mean, std = channel_stats(loader.stats, [("state", 1), ("medium", 1)])
-    norm = {"in_mean": mean, "in_std": std}
+    stats = loader.stats  # one channel each: state, medium
+    norm = {"in_mean": [float(stats[k]["mean"]) for k in ("state", "medium")],
+            "in_std": [float(stats[k]["std"]) for k in ("state", "medium")]}
     model_cfg = parse(ModelConfig, model or MODEL, "model").build_config(2, 1, 2, norm)
     loss_fn, sample_fn = make_task_loss(train_cfg)
     return model_cfg, loss_fn, sample_fn, loader, train_cfg
@@ -216,7 +217,7 @@ def test_nan_loss_is_caught_and_logged(tmp_path, policy):
     assert result.nan_events == 1 and result.step == 12
     assert all(np.all(np.isfinite(x)) for x in leaves(result.model))
     events = (tmp_path / "events.log").read_text()
-    assert f"step=7 event=nonfinite_loss loss=nan" in events and f"action={policy}" in events
+    assert "step=7 event=nonfinite_loss loss=nan" in events and f"action={policy}" in events
     if policy == "rollback":
         assert "step=7 event=rollback restored_step=4" in events
     rows = {int(r["step"]): r for r in read_csv(tmp_path / "metrics.csv")}
@@ -240,6 +241,7 @@ def test_field_task_bf16_trains(tmp_path):
     losses = [float(r["loss"]) for r in read_csv(tmp_path / "metrics.csv")]
     print(f"bf16 field task: loss {losses[0]:.3g} -> {losses[-1]:.3g}")
     assert np.all(np.isfinite(losses)) and losses[-1] < losses[0] / 3
+    assert result.step == cfg.steps and result.nan_events == 0
     assert (tmp_path / "sample.png").exists()
 
 

@@ -9,7 +9,8 @@ the interface
 - ``loader.epoch(e, start=0)``: iterator of ``dict[str, np.ndarray]`` batches, deterministic
   given the loader's seed and ``e``, skipping the first ``start`` batches; every array has the
   batch on its leading axis (the process-local part of the global batch on multi-host runs);
-- ``loader.stats``: ``{field: {"mean", "std"}}`` (used by :func:`channel_stats`).
+- ``loader.stats``: ``{field: {"mean", "std"}}`` (per-channel model normalisation comes from
+  :func:`training.data.task_stats`).
 
 Run directory layout: ``checkpoints/`` (periodic and last), ``best/`` (best validation loss),
 ``run.json`` (model and train configs), ``metrics.csv``, ``validation.csv``, ``events.log``,
@@ -92,21 +93,6 @@ def _optimizer(lr: float, warmup_steps: int, steps: int, final_lr_factor: float,
                grad_clip: float) -> optax.GradientTransformation:
     adamw = optax.adamw(_schedule(lr, warmup_steps, steps, final_lr_factor), weight_decay=weight_decay)
     return optax.chain(optax.clip_by_global_norm(grad_clip), adamw) if grad_clip > 0 else adamw
-
-
-def channel_stats(stats: dict[str, dict[str, Any]],
-                  fields: Sequence[tuple[str, int]]) -> tuple[list[float], list[float]]:
-    """Concatenated per-channel ``(mean, std)`` lists for ``fields`` = ``[(name, channels), ...]``
-    from ``loader.stats`` (scalar statistics are repeated over the field's channels)."""
-    means: list[float] = []
-    stds: list[float] = []
-    for name, channels in fields:
-        if name not in stats:
-            raise ValueError(f"loader.stats has no field {name!r}; available: {sorted(stats)}")
-        for key, out in (("mean", means), ("std", stds)):
-            v = np.broadcast_to(np.asarray(stats[name][key], np.float64).reshape(-1), (channels,))
-            out.extend(float(x) for x in v)
-    return means, stds
 
 
 def make_task_loss(cfg: TrainConfig, *, residual_fn: Callable[..., jax.Array] | None = None,

@@ -195,7 +195,7 @@ def _tfsf_injection(grid: Grid, mode: Mode, periodic, box, dt: float, amp_phase,
     h_parts, e_parts = tfsf_stencil(grid.shape, mode, periodic, lo, hi)
     packs = {}
     for name, parts, kind_src, pol in (("h", h_parts, "e", p_e), ("e", e_parts, "h", p_h)):
-        tgts, ws, amps, phases = [], [], [], []
+        tgts, ws, phases = [], [], []
         for tgt, comp, node, w in parts:
             pos = (node + offset(kind_src, comp, grid.ndim)) * grid.spacing
             amp, ph = amp_phase(pos)

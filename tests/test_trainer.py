@@ -1,4 +1,5 @@
-"""Trainer: overfitting, exact resume after SIGKILL, 8 fake devices vs 1, NaN handling,
+"""Trainer: overfitting, exact resume after SIGKILL, 8 fake devices vs 1, the learning-rate
+schedule, NaN handling (applied updates vs batches consumed, resume after a non-finite batch),
 restore in a fresh process, logs and plots, configs.
 
 Subprocess helpers live at the bottom (``python tests/test_trainer.py MODE ...``).
@@ -25,7 +26,7 @@ from flax import nnx
 from pdesurrogate.config import parse
 from pdesurrogate.models import load_model
 from training.config import ModelConfig, TrainConfig
-from training.trainer import Trainer, make_task_loss
+from training.trainer import Trainer, make_optimizer, make_schedule, make_task_loss
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,12 +35,13 @@ class InMemoryLoader:
     """The loader interface on in-memory arrays: ``len``, ``epoch(e, start)``, ``stats``.
 
     ``delay`` (s) slows every batch down (a slow input pipeline); ``nan_at`` puts NaN into the
-    ``state``/``field`` of the batch with that global index ``e * len + i``."""
+    ``state``/``field`` of the batch with that global index ``e * len + i``; ``crash_at`` raises
+    ``RuntimeError`` instead of yielding the batch with that global index (a crashed run)."""
 
     def __init__(self, arrays: dict[str, np.ndarray], batch_size: int, seed: int = 0, delay: float = 0.0,
-                 nan_at: int | None = None):
+                 nan_at: int | None = None, crash_at: int | None = None):
         self.arrays, self.batch_size, self.seed = arrays, batch_size, seed
-        self.delay, self.nan_at = delay, nan_at
+        self.delay, self.nan_at, self.crash_at = delay, nan_at, crash_at
         self.n = len(next(iter(arrays.values())))
         self.stats = {k: {"mean": float(np.mean(v)), "std": float(np.std(v))} for k, v in arrays.items()
                       if not np.iscomplexobj(v)}
@@ -50,6 +52,8 @@ class InMemoryLoader:
     def epoch(self, e: int, start: int = 0):
         perm = np.random.default_rng([self.seed, e]).permutation(self.n)
         for i in range(start, len(self)):
+            if self.crash_at == e * len(self) + i:
+                raise RuntimeError(f"simulated crash at batch {self.crash_at}")
             idx = perm[i * self.batch_size:(i + 1) * self.batch_size]
             batch = {k: v[idx].copy() for k, v in self.arrays.items()}
             if self.nan_at == e * len(self) + i:
@@ -58,6 +62,38 @@ class InMemoryLoader:
             if self.delay:
                 time.sleep(self.delay)
             yield batch
+
+
+class ListLoader:
+    """The loader interface on a fixed list of batches (one epoch; every epoch is the same list)."""
+
+    def __init__(self, batches: list[dict[str, np.ndarray]], stats: dict[str, dict[str, float]]):
+        self.batches, self.stats = batches, stats
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def epoch(self, e: int, start: int = 0):
+        yield from self.batches[start:]
+
+
+def first_batches(loader, n: int) -> list[dict[str, np.ndarray]]:
+    """The first ``n`` batches of ``loader`` in the order the trainer consumes them."""
+    out: list[dict[str, np.ndarray]] = []
+    e = 0
+    while len(out) < n:
+        out.extend(loader.epoch(e))
+        e += 1
+    return out[:n]
+
+
+def expected_lr(cfg: TrainConfig, k: int) -> float:
+    """Closed-form learning rate of update ``k`` (1-based): linear warm-up ``lr * k / warmup``,
+    then cosine from ``lr`` at ``warmup`` to ``lr * final_lr_factor`` at ``steps``."""
+    w, end = cfg.warmup_steps, cfg.lr * cfg.final_lr_factor
+    if k <= w:
+        return cfg.lr * k / w
+    return end + (cfg.lr - end) * 0.5 * (1 + np.cos(np.pi * min((k - w) / (cfg.steps - w), 1.0)))
 
 
 def shift_data(n: int = 8, size: int = 16, steps: int = 3, seed: int = 0) -> dict[str, np.ndarray]:
@@ -128,7 +164,11 @@ def test_logs_plots_and_checkpoints(overfit_run):
         assert (run / name).stat().st_size > 0, name
     rows = read_csv(run / "metrics.csv")
     assert [int(r["step"]) for r in rows] == list(range(10, 151, 10))
+    assert [int(r["batch"]) for r in rows] == list(range(10, 151, 10))  # no non-finite batch
     assert {"loss", "lr", "grad_norm", "steps_per_s", "data"} <= set(rows[0])
+    cfg = parse(TrainConfig, json.loads((run / "run.json").read_text())["train"], "train")
+    np.testing.assert_allclose([float(r["lr"]) for r in rows], [expected_lr(cfg, int(r["step"])) for r in rows],
+                               rtol=0, atol=1e-6 * cfg.lr)
     val = read_csv(run / "validation.csv")
     assert [int(r["step"]) for r in val] == [50, 100, 150]
     assert sorted(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit()) == [100, 150]
@@ -207,22 +247,86 @@ def test_eight_fake_devices_match_one_device(tmp_path):
     # (largest |p| ~ 1) agree to ~5e-7; the tolerance is 1e-5 absolute
     assert r["max_param"] < 5 and r["max_param_diff"] <= 1e-5
     assert r["max_loss_rel_diff"] <= 1e-5
+    # a checkpoint written by the 8-device mesh restores in this 1-device process
+    one, _ = load_model(tmp_path / "dev1" / "checkpoints")
+    eight, _ = load_model(tmp_path / "dev8" / "checkpoints")
+    diffs = [float(np.abs(np.asarray(a) - np.asarray(b)).max()) for a, b in
+             zip(jax.tree_util.tree_leaves(nnx.state(one)), jax.tree_util.tree_leaves(nnx.state(eight)))]
+    assert diffs and max(diffs) <= 1e-5
+
+
+def test_schedule_starts_warm_up_above_zero():
+    """Update 1 has a non-zero learning rate; ``warmup_steps = 0`` starts on the cosine; the lr
+    the optimizer applies (its state) equals the schedule at that update."""
+    for warmup in (5, 0):
+        cfg = parse(TrainConfig, {"lr": 1e-2, "warmup_steps": warmup, "steps": 40, "final_lr_factor": 0.1}, "train")
+        schedule = make_schedule(cfg)
+        got = [float(schedule(k - 1)) for k in range(1, cfg.steps + 3)]
+        want = [expected_lr(cfg, k) for k in range(1, cfg.steps + 3)]
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+        assert got[0] == pytest.approx(2e-3) if warmup else got[0] > 0.99 * cfg.lr  # update 1: lr / 5, or ~lr
+        assert got[cfg.steps - 1] == pytest.approx(1e-3) and got[-1] == pytest.approx(1e-3)
+        optimizer = make_optimizer(cfg)
+        params = {"w": np.ones(3, np.float32)}
+        state = optimizer.init(params)
+        for k in range(1, 4):
+            _, state = optimizer.update(params, state, params)
+            assert float(state.hyperparams["learning_rate"]) == pytest.approx(expected_lr(cfg, k), rel=1e-6)
+
+
+NAN_AT, CRASH_AT = 6, 8  # the 7th batch has a NaN; a crash before the 9th batch (after the NaN)
 
 
 @pytest.mark.parametrize("policy", ["skip", "rollback"])
-def test_nan_loss_is_caught_and_logged(tmp_path, policy):
-    model_cfg, loss_fn, _, _, cfg = stepper_setup(shift_data(), steps=12, nan_policy=policy, checkpoint_every=4)
-    loader = InMemoryLoader(shift_data(), 4, nan_at=6)  # the 7th update gets a NaN
-    result = Trainer(model_cfg, loss_fn, loader, cfg, tmp_path, progress=False).fit()
-    assert result.nan_events == 1 and result.step == 12
-    assert all(np.all(np.isfinite(x)) for x in leaves(result.model))
-    events = (tmp_path / "events.log").read_text()
-    assert "step=7 event=nonfinite_loss loss=nan" in events and f"action={policy}" in events
-    if policy == "rollback":
-        assert "step=7 event=rollback restored_step=4" in events
-    rows = {int(r["step"]): r for r in read_csv(tmp_path / "metrics.csv")}
-    assert rows[7]["event"] == f"nonfinite_{policy}" and rows[8]["event"] == ""
-    assert np.isfinite(float(rows[12]["loss"]))
+def test_nan_batch_keeps_the_update_count_and_resumes_exactly(tmp_path, policy):
+    """With a NaN in the 7th batch (checkpoints every 4 updates): ``train.steps`` = 12 updates are
+    applied; each logged lr is the schedule at its update count; the result equals a run on the
+    same batches without the skipped ones (skip: the NaN batch; rollback: also the two batches
+    after checkpoint 4 that led to it); a crash after the NaN resumes to the same result."""
+    data = shift_data()
+    model_cfg, loss_fn, _, _, cfg = stepper_setup(data, steps=12, nan_policy=policy, checkpoint_every=4,
+                                                  noise_std=0.05)
+    loader = InMemoryLoader(data, 4, nan_at=NAN_AT)
+    result = Trainer(model_cfg, loss_fn, loader, cfg, tmp_path / "run", progress=False).fit()
+    consumed = 13 if policy == "skip" else 15  # rollback: updates 5, 6 are discarded and made again
+    assert (result.step, result.batches, result.nan_events) == (12, consumed, 1)
+    _, meta = load_model(tmp_path / "run" / "checkpoints")
+    assert (meta["step"], meta["batches"], meta["nan_events"]) == (12, consumed, 1)
+
+    events = (tmp_path / "run" / "events.log").read_text()
+    assert f"step=6 batch=7 event=nonfinite_loss loss=nan grad_norm=nan action={policy}" in events
+    assert ("step=6 batch=7 event=rollback restored_step=4" in events) == (policy == "rollback")
+    rows = read_csv(tmp_path / "run" / "metrics.csv")
+    assert [int(r["batch"]) for r in rows] == list(range(1, consumed + 1))
+    assert [r["event"] for r in rows if r["event"]] == [f"nonfinite_{policy}"]
+    assert int(rows[NAN_AT]["step"]) == (6 if policy == "skip" else 4)
+    applied = [r for r in rows if not r["event"]]
+    redone = [] if policy == "skip" else [5, 6]
+    assert [int(r["step"]) for r in applied] == [*range(1, 7), *redone, *range(7, 13)]
+    lr = [float(r["lr"]) for r in applied]
+    np.testing.assert_allclose(lr, [expected_lr(cfg, int(r["step"])) for r in applied], rtol=0, atol=1e-6 * cfg.lr)
+    assert lr[0] == pytest.approx(cfg.lr / cfg.warmup_steps)
+
+    omitted = {NAN_AT} if policy == "skip" else {4, 5, NAN_AT}
+    batches = [b for i, b in enumerate(first_batches(loader, consumed)) if i not in omitted]
+    reference = Trainer(model_cfg, loss_fn, ListLoader(batches, loader.stats), cfg, tmp_path / "ref",
+                        progress=False).fit()
+    diff = max(float(np.max(np.abs(a - b))) for a, b in zip(leaves(result.model), leaves(reference.model)))
+    print(f"{policy}: max |NaN run - run without the skipped batches| = {diff:.3g}")
+    assert reference.step == 12 and diff <= 1e-6
+
+    crashing = InMemoryLoader(data, 4, nan_at=NAN_AT, crash_at=CRASH_AT)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        Trainer(model_cfg, loss_fn, crashing, cfg, tmp_path / "crash", progress=False).fit()
+    assert load_model(tmp_path / "crash" / "checkpoints")[1]["step"] == 4  # before the NaN batch
+    resumed = Trainer(model_cfg, loss_fn, loader, cfg, tmp_path / "crash", progress=False).fit(resume=True)
+    assert (resumed.step, resumed.batches, resumed.nan_events) == (12, consumed, 1)
+    diff = max(float(np.max(np.abs(a - b))) for a, b in zip(leaves(resumed.model), leaves(result.model)))
+    print(f"{policy}: max |resumed after a crash - uninterrupted| = {diff:.3g}")
+    assert diff <= 1e-6
+    columns = ("step", "batch", "event", "lr", "loss")
+    assert [[r[c] for c in columns] for r in read_csv(tmp_path / "crash" / "metrics.csv")] == \
+        [[r[c] for c in columns] for r in rows]
 
 
 def test_field_task_bf16_trains(tmp_path):

@@ -2,7 +2,9 @@
 
 A :class:`CheckpointStore` is one orbax ``CheckpointManager`` directory whose steps hold the
 items ``params`` and ``meta`` (the model, readable by :func:`pdesurrogate.models.load_model`)
-and ``opt`` (the optimizer state leaves). A run directory has two stores: ``checkpoints/``
+and ``opt`` (the optimizer state leaves). The trainer's ``meta`` also holds its resume position:
+``step`` (applied updates, the checkpoint's number), ``batches`` (batches consumed, the data
+position), ``nan_events``, ``best_val`` and the train config. A run directory has two stores: ``checkpoints/``
 (periodic and last, the newest ``keep`` are kept) and ``best/`` (the best validation loss).
 Saves are synchronous and atomic (orbax writes to a temporary directory and renames it), so a
 process killed at any moment leaves the previous checkpoints intact.

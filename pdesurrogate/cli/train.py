@@ -228,13 +228,10 @@ def train_run(toml: dict[str, Any], data_dir: str | Path, out: str | Path, *, re
 
     from pdesurrogate.config import to_dict
     from pdesurrogate.io import write_json
-    from training.trainer import Trainer, make_task_loss
+    from training.trainer import Trainer, initialize_distributed, make_task_loss
 
     if isinstance(toml.get("train"), dict) and toml["train"].get("distributed") is True:
-        import jax
-
-        if not jax.distributed.is_initialized():  # must precede every other JAX call, build_run's too
-            jax.distributed.initialize()
+        initialize_distributed()  # must precede every other JAX call, build_run's too
     run = build_run(toml, data_dir, steps=steps)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -75,7 +75,9 @@ def model_meta(model: nnx.Module, config: dict[str, Any], **extra: Any) -> dict[
 
 
 def _abstract(leaves: list[jax.Array]) -> list[jax.ShapeDtypeStruct]:
-    return [jax.ShapeDtypeStruct(np.shape(x), x.dtype) for x in leaves]
+    """Restore targets on this process's first device, whatever mesh wrote the checkpoint."""
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    return [jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=device) for x in leaves]
 
 
 def with_items(model: nnx.Module, items: dict[str, list[Any]]) -> nnx.Module:

@@ -6,21 +6,19 @@
 Steps (each skipped when its output exists, so a killed run continues where it stopped):
 
 1. Datasets: ``acoustic_stepper_128`` with velocity stored (time reversal needs it), 20 macro
-   steps and 5000 samples (+ rare-lesion and OOD-contrast test sets with the training ``dt``), and
-   ``maxwell_field_128`` (``--small``: 32^2 / 40^2 versions with few samples).
-2. Reference surrogates: the acoustic FNO stepper (all losses), the Maxwell TM stepper and the optical field operator
-   (data + Helmholtz residual), each evaluated with :func:`training.evaluation.evaluate_run`
-   on the held-out, rare-lesion and OOD sets.
+   steps and 5000 samples, ``maxwell_stepper_128``, ``maxwell_field_128`` and ``usct_128``, each
+   but the Maxwell stepper with rare-lesion and OOD test sets (acoustic ones with the training
+   ``dt``) (``--small``: 32^2 / 40^2 versions with few samples).
+2. Reference surrogates: the acoustic FNO stepper (all losses), the Maxwell TM stepper, the
+   optical field operator (data + Helmholtz residual) and the USCT trace operator, each evaluated
+   with :func:`training.evaluation.evaluate_run` on the held-out, rare-lesion and OOD sets.
 3. Ablation of the stepper losses: data only, + time reversal, + wave residual, + unrolled.
 4. Speed: same-grid ratios (from the evaluations), the stepper's break-even macro step against
    ``fd`` and ``pstd`` (batched), and equal-accuracy ratios: the cheapest solver setting that
    reaches the surrogate's error (stepper: ``pstd``/``fd`` with longer time steps over the
    same simulated time; field operator: shorter FDTD runs, ``settle_periods``), against the
-   dataset's reference.
-
-Also the Maxwell 2D TM stepper (``maxwell_stepper_128``, 20 macro steps; data + time reversal +
-unrolled). Not covered, and said so in the results: the USCT field operator
-(``training.data.to_task_batch`` has no layout for traces; USCT traces are not grid-shaped).
+   dataset's reference; trace operator: ``fd`` / ``pstd`` on the data grid and on a 2x coarser
+   grid, at the data's CFL number and twice it).
 
 Writes ``experiments/results/surrogates_<backend>[_small].{md,json}``; CPU outputs carry ``cpu`` in
 their names and must not be read as GPU numbers.
@@ -48,7 +46,7 @@ from pdesurrogate.cli.train import train_run  # noqa: E402
 from pdesurrogate.config import load_toml  # noqa: E402
 from pdesurrogate.evaluation import time_call  # noqa: E402
 from training.evaluation import evaluate_run  # noqa: E402
-from pdesurrogate.surrogate import FieldOperator, Surrogate, read_spec  # noqa: E402
+from pdesurrogate.surrogate import FieldOperator, Surrogate, TraceOperator, read_spec  # noqa: E402
 
 CONFIGS = REPO / "experiments" / "configs"
 
@@ -75,7 +73,14 @@ def small_experiments() -> dict[str, dict[str, Any]]:
     optics["model"] = {"kind": "fno", "modes": [8, 8], "width": 16, "depth": 2}
     optics["train"] = {"steps": 100, "batch_size": 4, "lr": 2e-3, "warmup_steps": 10, "validate_every": 50,
                        "checkpoint_every": 50, "loss": {"data": 1.0, "residual": 0.01}}
-    return {"stepper": stepper, "maxwell_stepper": maxwell_stepper, "optics": optics}
+    usct = {"data": {"scenario": "usct", "num_samples": 32, "batch_size": 8, "shape": [32, 32], "spacing": 2e-4,
+                     "seed": 0, "phantom": {"kind": "breast"},
+                     "acoustic": {"pml_size": 6, "duration": 8e-6, "n_elements": 16, "n_shots": 4, "ring_margin": 1,
+                                  "frequency": 5e5}},
+            "model": {"kind": "fno", "modes": [8, 8], "width": 16, "depth": 3},
+            "train": {"steps": 200, "batch_size": 4, "lr": 3e-3, "warmup_steps": 10, "validate_every": 50,
+                      "checkpoint_every": 50}}
+    return {"stepper": stepper, "maxwell_stepper": maxwell_stepper, "optics": optics, "usct": usct}
 
 
 def gpu_experiments() -> dict[str, dict[str, Any]]:
@@ -90,22 +95,25 @@ def gpu_experiments() -> dict[str, dict[str, Any]]:
     maxwell_stepper["train"] |= {"unroll": 3, "loss": {"data": 1.0, "time_reversal": 0.1}}
     optics = load_toml(CONFIGS / "maxwell_field_128.toml")
     optics["train"] |= {"loss": {"data": 1.0, "residual": 0.01}}
-    return {"stepper": stepper, "maxwell_stepper": maxwell_stepper, "optics": optics}
+    usct = load_toml(CONFIGS / "usct_128.toml")
+    return {"stepper": stepper, "maxwell_stepper": maxwell_stepper, "optics": optics, "usct": usct}
 
 
-def test_sets(experiment: dict[str, Any], small: bool, dt: float) -> dict[str, dict[str, Any]]:
-    """Rare-lesion and OOD-contrast test sets of the stepper data, with the training set's ``dt``."""
+def test_sets(experiment: dict[str, Any], small: bool, dt: float | None) -> dict[str, dict[str, Any]]:
+    """Rare-lesion and OOD test sets of an experiment's data: OOD skull (brain phantoms) or OOD
+    contrast (others), twice the training shift; acoustic sets pinned to the training ``dt``."""
     out = {}
-    for split, extra in (("rare_lesion", {"phantom": {"lesion_rate": 0.5 if small else 0.2}}),
-                         ("ood_contrast", {"ood_factor": 2.0})):
+    ood = "ood_skull" if experiment["data"].get("phantom", {}).get("kind") == "brain" else "ood_contrast"
+    for split, seed in (("rare_lesion", 1001), (ood, 3001)):
         data = copy.deepcopy(experiment["data"])
-        data |= {"split": split, "seed": 1001 if split == "rare_lesion" else 3001,
-                 "num_samples": 16 if small else 500}
-        data["phantom"] = data.get("phantom", {}) | extra.get("phantom", {})
-        if "ood_factor" in extra:
-            data["ood_factor"] = extra["ood_factor"]
-        data["acoustic"] = dict(data["acoustic"]) | {"dt": dt}
-        data["acoustic"].pop("cfl", None)
+        data |= {"split": split, "seed": seed, "num_samples": 16 if small else 500}
+        if split == "rare_lesion":
+            data["phantom"] = data.get("phantom", {}) | {"lesion_rate": 0.5 if small else 0.2}
+        else:
+            data["ood_factor"] = 2.0
+        if dt is not None:
+            data["acoustic"] = dict(data["acoustic"]) | {"dt": dt}
+            data["acoustic"].pop("cfl", None)
         out[split] = data
     return out
 
@@ -258,6 +266,75 @@ def field_equal_accuracy(run: Path, data: Path, evaluation: dict[str, Any], batc
             "note": "solver settings scanned: FDTD run length (0.2-1 x the data's) on the data grid, not coarser grids"}
 
 
+def trace_equal_accuracy(run: Path, data: Path, evaluation: dict[str, Any], batch: int) -> dict[str, Any]:
+    """Cheapest acoustic solver setting whose USCT traces are within the trace operator's median
+    error of the dataset's traces: ``fd`` (order 2, 4) and ``pstd`` on the data grid and on a 2x
+    coarser grid (medium subsampled, absorbing layer of the same thickness; skipped where the ring
+    would lie in it), at the data's CFL number and twice it (unstable settings are skipped), over
+    the same simulated time; traces are
+    interpolated linearly onto the data's time axis. Timed on the same batch as the operator."""
+    from solvers import Grid, acoustic
+    from training.data import open_dataset, phantoms, scenarios
+
+    spec = read_spec(run)
+    ds = open_dataset(data)
+    cfg, a = ds.config, ds.config.acoustic
+    idx = np.arange(*spec["val_indices"])[:batch]
+    s = ds.read(idx, ["sound_speed", "density", "traces"])
+    media = jnp.stack([jnp.asarray(s["sound_speed"]), jnp.asarray(s["density"])], 1)
+    emitters = scenarios.usct_emitters(cfg)
+    op = TraceOperator.load(run)
+    t_sur = time_call(jax.jit(jax.vmap(lambda m: op.measure(m, emitters))), media)
+    target = evaluation["rel_l2"]["median"]
+    ring = scenarios.ring_elements(cfg)
+    nt = s["traces"].shape[2]
+    t_ref = np.arange(nt) * float(ds.manifest["constants"]["dt"])
+    fastest = acoustic.Medium(sound_speed=phantoms.max_sound_speed(cfg), density=phantoms.WATER_DENSITY)
+    cfl0 = phantoms.max_sound_speed(cfg) * a.dt / cfg.spacing if a.dt else a.cfl
+    candidates = []
+    for scheme, order in (("fd", 2), ("fd", 4), ("pstd", 4)):
+        for coarsen in (1, 2):
+            for cfl in (cfl0, 2 * cfl0):
+                grid = Grid(tuple(n // coarsen for n in cfg.shape), cfg.spacing * coarsen)
+                pml = -(-a.pml_size // coarsen)  # the same thickness in metres (rounded up)
+                inner = (pml * grid.spacing, (min(grid.shape) - 1 - pml) * grid.spacing)
+                if ring.min() <= inner[0] or ring.max() >= inner[1]:
+                    continue  # the ring would lie in this grid's absorbing layer
+                try:
+                    dt, n_c = acoustic.time_axis(grid, fastest, a.duration, cfl=cfl, scheme=scheme, fd_order=order)
+                except ValueError:
+                    continue  # unstable at this CFL number
+                pulse = scenarios.source_signal(cfg, np.arange(n_c) * dt)
+                t_c = np.arange(n_c) * dt
+
+                def traces(m, grid=grid, dt=dt, pulse=pulse, t_c=t_c, scheme=scheme, order=order, coarsen=coarsen,
+                           pml=pml):
+                    medium = acoustic.Medium(sound_speed=m[0, ::coarsen, ::coarsen], density=m[1, ::coarsen, ::coarsen])
+
+                    def shot(e):
+                        res = acoustic.simulate(grid, medium, duration=a.duration,
+                                                sources=acoustic.PointSource(ring[e], pulse), sensors=ring,
+                                                scheme=scheme, fd_order=order, pml_size=pml, dt=dt)
+                        return jax.vmap(lambda col: jnp.interp(t_ref, t_c, col), 1, 1)(res.traces)
+
+                    return jnp.stack([shot(int(e)) for e in emitters])
+
+                fn = jax.jit(jax.vmap(traces))
+                out = np.asarray(fn(media))
+                ref = s["traces"].reshape(-1, *s["traces"].shape[2:])
+                err = float(np.median(np.linalg.norm((out.reshape(ref.shape) - ref).reshape(len(ref), -1), axis=1)
+                                      / np.linalg.norm(ref.reshape(len(ref), -1), axis=1)))
+                candidates.append({"scheme": f"{scheme}{order if scheme == 'fd' else ''}", "coarsen": coarsen,
+                                   "cfl": float(cfl), "steps": int(n_c), "median_rel_l2": err,
+                                   "seconds": time_call(fn, media, repeats=1)})
+    ok = [c for c in candidates if c["median_rel_l2"] <= target]
+    cheapest = min(ok, key=lambda c: c["seconds"]) if ok else None
+    return {"surrogate_median_rel_l2": target, "surrogate_s": t_sur, "candidates": candidates, "cheapest": cheapest,
+            "ratio": None if cheapest is None else cheapest["seconds"] / t_sur,
+            "note": "solver settings scanned: fd2 / fd4 / pstd x grid (data, 2x coarser) x CFL (data, 2x); "
+                    "reference: the dataset's traces"}
+
+
 # ----- report ----------------------------------------------------------------------------------------
 def _row(name: str, r: dict[str, Any]) -> str:
     d, b = r["rel_l2"], r["baseline_rel_l2"]
@@ -272,7 +349,8 @@ def markdown(results: dict[str, Any]) -> str:
            "baseline median |", "|---|---|---|---|---|---|---|---|"]
     lines = [f"# Reference surrogates ({results['label']})", "",
              f"Device: {results['device']}. Mode: {'--small (CPU smoke sizes)' if results['small'] else 'full'}. "
-             f"Relative L2 per sample (stepper: one macro step, pressure; field operator: all phasors).", ""]
+             f"Relative L2 per sample (stepper: one macro step, pressure; field operator: all phasors; "
+             f"trace operator: all traces of one shot).", ""]
     lines += ["## Reference surrogates", "", *hdr]
     for name, r in results["reference"].items():
         lines.append(_row(name, r))
@@ -290,7 +368,7 @@ def markdown(results: dict[str, Any]) -> str:
     be = sp["stepper_break_even"]
     lines.append(f"- stepper break-even macro step (batch {be['batch']}): fd {be['fd']['break_even_macro_step']:.3g} "
                  f"solver steps, pstd {be['pstd']['break_even_macro_step']:.3g} (trained k = {be['macro_steps_k']})")
-    for key in ("stepper_equal_accuracy", "field_equal_accuracy"):
+    for key in ("stepper_equal_accuracy", "field_equal_accuracy", "trace_equal_accuracy"):
         ea = sp[key]
         if ea["ratio"] is None:
             ratio = "no scanned solver setting reached the surrogate's error"
@@ -314,21 +392,29 @@ def main(argv: list[str] | None = None) -> int:
     experiments = small_experiments() if args.small else gpu_experiments()
     backend = jax.default_backend()
     label = f"{backend}{'_small' if args.small else ''}"
-    stepper, optics = experiments["stepper"], experiments["optics"]
+    stepper, optics, usct = experiments["stepper"], experiments["optics"], experiments["usct"]
 
-    data = {"stepper": ensure_dataset(stepper["data"], work / "acoustic_stepper")}
-    dt = json.loads((data["stepper"] / "manifest.json").read_text())["constants"]["dt"]
-    extra = [ensure_dataset(d, work / f"acoustic_stepper_{split}") for split, d in test_sets(stepper, args.small, dt).items()]
-    data["optics"] = ensure_dataset(optics["data"], work / "optics")
+    def with_test_sets(name: str, experiment: dict[str, Any], acoustic: bool) -> list[Path]:
+        main_set = ensure_dataset(experiment["data"], work / name)
+        dt = json.loads((main_set / "manifest.json").read_text())["constants"]["dt"] if acoustic else None
+        return [main_set] + [ensure_dataset(d, work / f"{name}_{split}")
+                             for split, d in test_sets(experiment, args.small, dt).items()]
+
+    stepper_sets = with_test_sets("acoustic_stepper", stepper, True)
+    optics_sets = with_test_sets("optics", optics, False)
+    usct_sets = with_test_sets("usct", usct, True)
+    data = {"stepper": stepper_sets[0], "optics": optics_sets[0], "usct": usct_sets[0]}
     data["maxwell_stepper"] = ensure_dataset(experiments["maxwell_stepper"]["data"], work / "maxwell_stepper")
 
     reference = {}
     ref_run = ensure_run(stepper, data["stepper"], work / "runs" / "stepper")
-    reference["acoustic stepper"] = evaluated(ref_run, [data["stepper"], *extra])
+    reference["acoustic stepper"] = evaluated(ref_run, stepper_sets)
     mx_run = ensure_run(experiments["maxwell_stepper"], data["maxwell_stepper"], work / "runs" / "maxwell_stepper")
     reference["Maxwell TM stepper"] = evaluated(mx_run, [data["maxwell_stepper"]])
     field_run = ensure_run(optics, data["optics"], work / "runs" / "optics")
-    reference["optical field operator"] = evaluated(field_run, [data["optics"]])
+    reference["optical field operator"] = evaluated(field_run, optics_sets)
+    trace_run = ensure_run(usct, data["usct"], work / "runs" / "usct")
+    reference["USCT trace operator"] = evaluated(trace_run, usct_sets)
 
     ablation = {}
     for i, (name, change) in enumerate(ABLATION.items()):
@@ -342,14 +428,15 @@ def main(argv: list[str] | None = None) -> int:
              "stepper_equal_accuracy": stepper_equal_accuracy(ref_run, data["stepper"],
                                                               reference["acoustic stepper"], batch),
              "field_equal_accuracy": field_equal_accuracy(field_run, data["optics"],
-                                                          reference["optical field operator"], min(batch, 4))}
+                                                          reference["optical field operator"], min(batch, 4)),
+             "trace_equal_accuracy": trace_equal_accuracy(trace_run, data["usct"], reference["USCT trace operator"],
+                                                          min(batch, 4))}
     results = {"label": label, "small": args.small, "backend": backend,
                "device": f"{backend} {jax.devices()[0].device_kind}", "reference": reference, "ablation": ablation,
                "speed": speed, "wall_s": time.perf_counter() - t0,
-               "not_covered": ["USCT field operator: to_task_batch has no layout for ring traces "
-                               "(non-grid outputs); needs a trace head",
-                               "Maxwell stepper: no physics residual (the wave residual is acoustic); "
-                               "rare-lesion / OOD sets only for the acoustic stepper"]}
+               "not_covered": ["Maxwell stepper: no physics residual (the wave residual is acoustic) and no "
+                               "rare-lesion / OOD sets",
+                               "USCT trace operator: no physics loss (the Helmholtz residual needs grid phasors)"]}
     out = Path(args.results)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"surrogates_{label}.json").write_text(json.dumps(results, indent=1))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["FieldOperator", "Surrogate"]
+__all__ = ["FieldOperator", "Surrogate", "TraceOperator"]
 
 
 def __getattr__(name: str) -> Any:

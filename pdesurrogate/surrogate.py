@@ -9,6 +9,9 @@
 - :class:`FieldOperator`: one pass from a medium (plus an optional condition such as an
   illumination angle) to the complex phasor fields ``(F, *grid.shape)``, or to measurements at
   points (:meth:`FieldOperator.measure`).
+- :class:`TraceOperator` (a :class:`FieldOperator`): one pass from a medium and an emitting ring
+  element to the USCT traces at every ring element, ``(nt, n_elements)``; :meth:`TraceOperator.measure`
+  gives all shots of a sample like the ``usct`` dataset's ``traces``.
 
 Both are equinox modules (pytrees) holding the network state and the medium, so ``jit``, ``vmap``
 and ``grad`` compose with them; gradients with respect to the medium flow through
@@ -29,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from pdesurrogate.models import channels_to_complex, load_model, predict_field, predict_step
+from pdesurrogate.models import channels_to_complex, distance_channels, load_model, predict_field, predict_step
 from solvers.grid import Grid
 from solvers.points import PointSampler
 from solvers.protocol import StepperModule
@@ -301,8 +304,11 @@ class FieldOperator(StepperModule):
 
     @classmethod
     def load(cls, run_dir: str | Path, *, checkpoint: str = "best") -> FieldOperator:
-        """Restore a trained field operator from a training run directory (in any process)."""
+        """Restore a trained field operator from a training run directory (in any process); a USCT
+        run (task ``traces``) restores as a :class:`TraceOperator`."""
         spec = read_spec(run_dir)
+        if spec["task"] == "traces" and cls is FieldOperator:
+            return TraceOperator.load(run_dir, checkpoint=checkpoint)
         if spec["task"] != "field":
             raise ValueError(f"{run_dir} holds a {spec['task']!r} surrogate; use Surrogate.load")
         model, _ = load_run_model(run_dir, checkpoint)
@@ -357,3 +363,83 @@ class FieldOperator(StepperModule):
             return s.gather(f)
 
         return jnp.stack([gather(f, p) for f, p in zip(fields, per_field)])
+
+
+class TraceOperator(FieldOperator):
+    """A learned USCT shot operator: medium + emitting ring element -> traces at the ring elements.
+
+    The emitter enters the network as its distance map ``|x - x_e| / ring_radius`` (see
+    :func:`pdesurrogate.models.distance_channels`); the network (a
+    :class:`pdesurrogate.models.TraceNet`) predicts the traces minus those of the homogeneous water
+    medium, which the operator adds back (``offset``).
+
+    Args:
+        model: a one-sample model ``(M + 1, *shape) -> (nt, n_elements)``.
+        grid: the grid of the training data.
+        info: the data's geometry: ``elements_m`` ``(n_elements, 2)`` ring positions (m),
+            ``ring_radius_m``, ``emitters`` (the dataset's emitting elements), ``dt`` (s), ...
+        offset: ``(n_elements, nt, n_elements)`` water traces, row ``e`` for element ``e`` emitting.
+        medium_names: medium attributes in channel order.
+    """
+
+    def __init__(self, model: nnx.Module, grid: Grid, *, info: dict[str, Any], offset: jax.Array,
+                 medium_names: tuple[str, ...] = ("sound_speed", "density")):
+        for key in ("elements_m", "ring_radius_m", "emitters"):
+            if key not in info:
+                raise ValueError(f"info must hold {key!r} (the USCT geometry of the training data)")
+        n_el = len(info["elements_m"])
+        if np.ndim(offset) != 3 or np.shape(offset)[0] != n_el:
+            raise ValueError(f"offset must have shape ({n_el}, nt, n_receivers), got {np.shape(offset)}")
+        self.offset = jnp.asarray(offset)
+        self.graphdef, self.model_state = nnx.split(model)
+        self.grid = grid
+        self.complex_output = False
+        self.medium_names = tuple(medium_names)
+        self.info_json = json.dumps(info, sort_keys=True)
+
+    @classmethod
+    def load(cls, run_dir: str | Path, *, checkpoint: str = "best") -> TraceOperator:
+        """Restore a trained trace operator from a training run directory (in any process)."""
+        spec = read_spec(run_dir)
+        if spec["task"] != "traces":
+            raise ValueError(f"{run_dir} holds a {spec['task']!r} surrogate, not a USCT trace operator")
+        model, _ = load_run_model(run_dir, checkpoint)
+        return cls(model, Grid(tuple(spec["shape"]), spec["spacing"]), info=spec["info"],
+                   offset=np.load(Path(run_dir) / spec["offset_file"]), medium_names=tuple(spec["medium_names"]))
+
+    @property
+    def num_elements(self) -> int:
+        return int(self.offset.shape[0])
+
+    def _element(self, element: int | jax.Array) -> jax.Array:
+        if is_concrete(element):
+            e = np.asarray(element)
+            if e.shape != () or not np.issubdtype(e.dtype, np.integer) or not 0 <= int(e) < self.num_elements:
+                raise ValueError(f"element must be an integer in [0, {self.num_elements}), got {element!r}")
+        return jnp.asarray(element, jnp.int32)
+
+    def __call__(self, medium: Any, element: int | jax.Array = 0) -> jax.Array:
+        """Traces ``(nt, n_elements)`` (Pa) of one shot: ring element ``element`` emits.
+
+        Args:
+            medium: an object with ``medium_names`` attributes or an array ``(M, *shape)``.
+            element: index of the emitting ring element, ``0 <= element < n_elements`` (an int or
+                an integer tracer, e.g. under ``vmap``).
+        """
+        med = _medium_array(medium, self.medium_names, self.grid.shape)
+        e = self._element(element)
+        info = self.info
+        position = jnp.asarray(info["elements_m"], jnp.float32)[e][None]
+        cond = distance_channels(self.grid.shape, self.grid.spacing, position, info["ring_radius_m"])[0]
+        out = predict_field(self.model, med, cond.astype(med.dtype))
+        return out + self.offset[e].astype(out.dtype)
+
+    def measure(self, medium: Any, elements: Any = None) -> jax.Array:
+        """Traces of several shots, ``(S, nt, n_elements)``; default: the training data's emitters
+        (the layout of the ``usct`` dataset's ``traces``)."""
+        idx = np.asarray(self.info["emitters"] if elements is None else elements)
+        if idx.ndim != 1 or idx.size == 0:
+            raise ValueError(f"elements must be a non-empty list of element indices, got {elements!r}")
+        for e in idx:
+            self._element(e)
+        return jax.vmap(lambda e: self(medium, e))(jnp.asarray(idx, jnp.int32))

@@ -15,7 +15,7 @@ Example::
     padding = 8
 
     [train]
-    task = "stepper"      # stepper | field
+    task = "stepper"      # stepper | field | traces (set from the dataset)
     steps = 20000
     batch_size = 16
     lr = 1e-3
@@ -55,10 +55,12 @@ class ModelConfig:
     projection_channels: int | None = field(default=None, metadata=spec(min=1, doc="projection hidden channels"))
     mlp_ratio: int | None = field(default=None, metadata=spec(min=1, doc="F-FNO feed-forward expansion"))
     levels: int | None = field(default=None, metadata=spec(min=1, max=8, doc="U-Net resolutions"))
+    trace_bandwidth: float | None = field(default=None, metadata=spec(
+        min=0.5, max=50.0, doc="usct trace operator: predicted bandwidth in source frequencies (default 3)"))
     seed: int = field(default=0, metadata=spec(min=0, doc="initialisation seed"))
 
     def __post_init__(self) -> None:
-        allowed = _KIND_FIELDS[self.kind] | {"kind", "seed"}
+        allowed = _KIND_FIELDS[self.kind] | {"kind", "seed", "trace_bandwidth"}
         for f in dataclasses.fields(self):
             if getattr(self, f.name) is not None and f.name not in allowed:
                 raise ValueError(f"model.{f.name}: not used by kind {self.kind!r} (allowed: {sorted(allowed)})")
@@ -89,7 +91,8 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation, checkpointing, logging and loss settings of one training run."""
 
-    task: str = field(default="stepper", metadata=spec(choices=("stepper", "field"), doc="surrogate form"))
+    task: str = field(default="stepper", metadata=spec(choices=("stepper", "field", "traces"),
+                                                       doc="surrogate form (set from the dataset)"))
     steps: int = field(default=1000, metadata=spec(min=1, doc="optimizer steps in total"))
     batch_size: int = field(default=8, metadata=spec(min=1, doc="global batch size (samples per step)"))
     seed: int = field(default=0, metadata=spec(min=0, doc="seed of the data order and the loss noise"))
@@ -106,7 +109,8 @@ class TrainConfig:
     nan_policy: str = field(default="skip", metadata=spec(
         choices=("skip", "rollback"), doc="on a non-finite loss: skip the step or restore the last checkpoint"))
     max_nan_events: int = field(default=20, metadata=spec(min=1, doc="consecutive non-finite steps before giving up"))
-    distributed: bool = field(default=False, metadata=spec(doc="call jax.distributed.initialize() (multi-host)"))
+    distributed: bool = field(default=False, metadata=spec(
+        doc="multi-host: initialise jax.distributed first (training.trainer.initialize_distributed)"))
     unroll: int = field(default=1, metadata=spec(min=1, doc="stepper: unrolled macro steps in the data loss"))
     pushforward: bool = field(default=True, metadata=spec(doc="stepper: cut gradients between unrolled steps"))
     noise_std: float = field(default=0.0, metadata=spec(min=0.0, doc="stepper: input noise / channel RMS"))
@@ -120,11 +124,11 @@ class TrainConfig:
             raise ValueError(f"train.warmup_steps: must be < train.steps={self.steps}, got {self.warmup_steps}")
         if self.loss.time_reversal > 0 and self.reversal_signs is None:
             raise ValueError("train.reversal_signs: required when train.loss.time_reversal > 0")
-        if self.task == "field" and self.loss.time_reversal > 0:
+        if self.task != "stepper" and self.loss.time_reversal > 0:
             raise ValueError("train.loss.time_reversal: only for task 'stepper'")
-        if self.task == "field":  # stepper-only settings must not be set and silently ignored
+        if self.task != "stepper":  # stepper-only settings must not be set and silently ignored
             defaults = {f.name: f.default for f in dataclasses.fields(self)}
             for name in ("unroll", "pushforward", "noise_std", "residual_step", "reversal_signs"):
                 if getattr(self, name) != defaults[name]:
-                    raise ValueError(f"train.{name}: a stepper setting; task 'field' does not use it "
+                    raise ValueError(f"train.{name}: a stepper setting; task {self.task!r} does not use it "
                                      f"(remove it), got {getattr(self, name)!r}")

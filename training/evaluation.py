@@ -25,6 +25,7 @@ their ``data.split`` (``rare_lesion``, ``ood_contrast``, ...). It writes ``evalu
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,8 @@ import numpy as np
 
 from pdesurrogate.evaluation import metrics
 from pdesurrogate.evaluation.speed import compare, stepper_speed
-from pdesurrogate.surrogate import FieldOperator, Surrogate, read_spec
-from training.data import open_dataset, scenarios, task_fields, to_task_batch
+from pdesurrogate.surrogate import FieldOperator, Surrogate, TraceOperator, read_spec
+from training.data import open_dataset, phantoms, scenarios, task_fields, to_task_batch
 from training.physics import reversal_mask
 
 
@@ -65,6 +66,14 @@ def _check_compatible(ds: Any, spec: dict[str, Any]) -> None:
             raise ValueError(f"dataset {ds.path} has dt={dt:.6g} s x {every} steps per frame; "
                              f"the surrogate's macro step is {spec['solver_dt']:.6g} s x {spec['macro_steps']} "
                              f"(pin data.acoustic.dt to the training set's)")
+    if spec["task"] == "traces":
+        ours, theirs = ds.manifest["constants"], spec["info"]
+        for key in ("dt", "nt", "emitters", "ring_radius_m", "frequency_hz", "signal"):
+            same = math.isclose(ours[key], theirs[key], rel_tol=1e-6) if isinstance(ours[key], float) else \
+                ours[key] == theirs[key]
+            if not same:
+                raise ValueError(f"dataset {ds.path} has {key}={ours[key]}; the trace operator was trained with "
+                                 f"{theirs[key]} (pin data.acoustic.dt / the ring to the training set's)")
 
 
 def _batches(ds: Any, idx: np.ndarray, fields: list[str], batch: int):
@@ -160,11 +169,29 @@ def stepper_solver(spec: dict[str, Any]):
 
 
 # ----- field operator -----------------------------------------------------------------------------
-def incident_fields(ds: Any) -> np.ndarray:
-    """The solver's fields ``(F, *shape)`` for the homogeneous background medium (the incident field)."""
-    sc = scenarios.build(ds.config)
+def homogeneous_response(ds: Any) -> np.ndarray:
+    """The solver's output for the homogeneous background medium: the field operators' trivial
+    baseline, and the offset they learn on top of.
+
+    - ``optics``: the incident fields ``(F, *shape)`` (background refractive index);
+    - ``usct``: the water traces ``(n_elements, nt, n_elements)`` with every ring element emitting
+      in turn (row ``e``: element ``e`` emits), so that any element's shot has its baseline.
+    """
+    config = ds.config
+    shape = tuple(config.shape)
+    if ds.manifest["scenario"] == "usct":
+        a = config.acoustic
+        sc = scenarios.build(dataclasses.replace(config, acoustic=dataclasses.replace(a, n_shots=a.n_elements)))
+        if not math.isclose(sc.constants["dt"], float(ds.manifest["constants"]["dt"]), rel_tol=1e-9):
+            raise ValueError(f"dataset {ds.path}: its time step differs from its config's (regenerate it)")
+        water = {"sound_speed": jnp.full(shape, phantoms.WATER_SOUND_SPEED, jnp.float32),
+                 "density": jnp.full(shape, phantoms.WATER_DENSITY, jnp.float32)}
+        return np.asarray(jax.jit(sc.simulate)(water)["traces"])
+    if ds.manifest["scenario"] != "optics":
+        raise ValueError(f"dataset scenario {ds.manifest['scenario']!r} has no field-operator baseline "
+                         f"(optics or usct)")
     n_b = float(ds.manifest["constants"].get("background_index", 1.0))
-    out = jax.jit(sc.simulate)({"refractive_index": jnp.full(tuple(ds.config.shape), n_b, jnp.float32)})
+    out = jax.jit(scenarios.build(config).simulate)({"refractive_index": jnp.full(shape, n_b, jnp.float32)})
     return np.asarray(out["field"])
 
 
@@ -172,7 +199,7 @@ def evaluate_field(op: FieldOperator, ds: Any, idx: np.ndarray, batch: int = 8
                    ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Statistics of a field operator on samples ``idx`` of an optics dataset."""
     predict = jax.jit(jax.vmap(lambda m: op(m)))
-    incident = incident_fields(ds)
+    incident = homogeneous_response(ds)
     acc: dict[str, list[np.ndarray]] = {k: [] for k in ("one", "base", "roi", "low", "mid", "high")}
     worst = {"err": -1.0}
     for raw in _batches(ds, idx, ["refractive_index", "field", "lesion_mask"], batch):
@@ -192,6 +219,43 @@ def evaluate_field(op: FieldOperator, ds: Any, idx: np.ndarray, batch: int = 8
     s = _stats(acc)
     return ({"rel_l2": s["one"], "baseline_rel_l2": s["base"], "bands": {k: s[k] for k in metrics.BANDS},
              "roi": s["roi"]},
+            {"worst": worst, "one": np.concatenate(acc["one"]), "base": np.concatenate(acc["base"])})
+
+
+# ----- USCT trace operator ------------------------------------------------------------------------
+def evaluate_traces(op: TraceOperator, ds: Any, idx: np.ndarray, batch: int = 8
+                    ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Statistics of a trace operator on samples ``idx`` of a ``usct`` dataset, per shot.
+
+    The baseline is the water traces of the same shot; the bands split each trace's temporal
+    spectrum around the source frequency (:func:`.metrics.frequency_band_index`).
+    """
+    emitters = np.asarray(ds.manifest["constants"]["emitters"])
+    predict = jax.jit(jax.vmap(lambda m: op.measure(m, emitters)))
+    water = np.asarray(op.offset)[emitters]  # (S, nt, n_elements)
+    c = ds.manifest["constants"]
+    band = metrics.frequency_band_index(ds.fields["traces"].shape[1], float(c["dt"]), float(c["frequency_hz"]))
+    acc: dict[str, list[np.ndarray]] = {k: [] for k in ("one", "base", "low", "mid", "high")}
+    worst = {"err": -1.0}
+    for raw in _batches(ds, idx, ["sound_speed", "density", "traces"], batch):
+        media = jnp.stack([jnp.asarray(raw["sound_speed"]), jnp.asarray(raw["density"])], 1)
+        pred = np.asarray(predict(media))
+        truth = raw["traces"]
+        B, S = truth.shape[:2]
+        flat = lambda a: a.reshape(B * S, *a.shape[2:])  # noqa: E731
+        e = metrics.relative_l2(flat(pred), flat(truth))
+        acc["one"].append(e)
+        acc["base"].append(metrics.relative_l2(flat(np.broadcast_to(water, truth.shape)), flat(truth)))
+        for k, v in metrics.band_errors(np.swapaxes(flat(pred), 1, 2), np.swapaxes(flat(truth), 1, 2), 1,
+                                        band=band).items():
+            acc[k].append(v)
+        i = int(np.argmax(e))
+        if e[i] > worst["err"]:
+            worst = {"err": float(e[i]), "pred": flat(pred)[i], "truth": flat(truth)[i],
+                     "input": raw["sound_speed"][i // S]}
+    s = _stats(acc)
+    return ({"rel_l2": s["one"], "baseline_rel_l2": s["base"], "bands": {k: s[k] for k in metrics.BANDS},
+             "roi": None},
             {"worst": worst, "one": np.concatenate(acc["one"]), "base": np.concatenate(acc["base"])})
 
 
@@ -230,7 +294,9 @@ def _figures(out_dir: Path, result: dict[str, Any], arrays: dict[str, Any]) -> l
         lim = float(np.abs(w["truth"]).max()) or 1.0
         for ax, a, title in zip(axes, (w["input"], w["truth"], w["pred"], w["pred"] - w["truth"]),
                                 ("input", "truth", "surrogate", "surrogate - truth")):
-            im = ax.imshow(np.asarray(a).T, origin="lower", cmap="RdBu_r" if title != "input" else "viridis",
+            a = np.asarray(a).T
+            im = ax.imshow(a, origin="lower", cmap="RdBu_r" if title != "input" else "viridis",
+                           aspect="equal" if a.shape[0] == a.shape[1] else "auto",
                            **({} if title == "input" else {"vmin": -lim, "vmax": lim}))
             ax.set_title(title)
             ax.axis("off")
@@ -254,7 +320,7 @@ def markdown(result: dict[str, Any]) -> str:
              "| metric | n | mean | median | p95 | p99 | max |", "|---|---|---|---|---|---|---|"]
     rows = [("rel L2 (one macro step / one pass)", result["rel_l2"]),
             ("rel L2, whole state (channels / std)", result.get("rel_l2_state")),
-            ("baseline rel L2 (persistence / incident field)", result["baseline_rel_l2"]),
+            ("baseline rel L2 (persistence / incident field / water traces)", result["baseline_rel_l2"]),
             ("ROI rel L2 (lesions + 3 cells)", result["roi"]),
             ("time-reversal inconsistency", result.get("time_reversal"))]
     rows += [(f"band error: {k}", v) for k, v in result["bands"].items()]
@@ -304,8 +370,8 @@ def evaluate_run(run_dir: str | Path, data_dirs: list[str | Path] | str | Path, 
     out_dir = Path(out_dir) if out_dir is not None else run_dir / "evaluation"
     out_dir.mkdir(parents=True, exist_ok=True)
     task = spec["task"]
-    model = Surrogate.load(run_dir, checkpoint=checkpoint) if task == "stepper" else \
-        FieldOperator.load(run_dir, checkpoint=checkpoint)
+    model = {"stepper": Surrogate, "field": FieldOperator, "traces": TraceOperator}[task].load(
+        run_dir, checkpoint=checkpoint)
     stds = spec["state_std"] if task == "stepper" else None
 
     def one(path: str | Path) -> tuple[dict[str, Any], dict[str, Any], Any, np.ndarray]:
@@ -315,6 +381,8 @@ def evaluate_run(run_dir: str | Path, data_dirs: list[str | Path] | str | Path, 
         if task == "stepper":
             mask = reversal_mask(tuple(spec["shape"]), int(spec.get("pml_size", 0)))
             res, arrays = evaluate_stepper(model, ds, idx, stds, batch, reversal_mask=mask)
+        elif task == "traces":
+            res, arrays = evaluate_traces(model, ds, idx, batch)
         else:
             res, arrays = evaluate_field(model, ds, idx, batch)
         return res, arrays, ds, idx
@@ -335,8 +403,14 @@ def evaluate_run(run_dir: str | Path, data_dirs: list[str | Path] | str | Path, 
             make, read = stepper_solver(spec)
             result["speed"] = stepper_speed(model, make, media, jnp.asarray(sample[spec.get("initial_field", "p0")]),
                                             T - 1, gradient=speed_gradient, read=read)
+        elif task == "traces":
+            sim = scenarios.build(ds.config).simulate
+            media = jnp.stack([jnp.asarray(sample["sound_speed"]), jnp.asarray(sample["density"])], 1)
+            emitters = ds.manifest["constants"]["emitters"]
+            result["speed"] = compare(jax.vmap(lambda m: model.measure(m, emitters)),
+                                      jax.vmap(lambda m: sim({"sound_speed": m[0], "density": m[1]})["traces"]),
+                                      media, gradient=speed_gradient, repeats=2)
         else:
-        
             sim = scenarios.build(ds.config).simulate
             media = jnp.asarray(sample["refractive_index"])[:, None]
             result["speed"] = compare(jax.vmap(lambda m: model(m)),

@@ -1,5 +1,6 @@
 """Training losses: relative L2 data losses, unrolled training with the pushforward trick,
-time-reversal consistency, a generic physics-residual hook, and the two standard task losses.
+time-reversal consistency, a generic physics-residual hook, and the task losses (stepper, field
+operator, per-shot trace operator).
 
 Per-sample functions take one sample (no batch axis); the task losses take a batch dict and
 average over its leading axis with ``jax.vmap``. Every task loss has the signature the trainer
@@ -251,6 +252,28 @@ def field_loss(model: Callable[[jax.Array], jax.Array], batch: dict[str, jax.Arr
     return weights.data * terms["data"] + weights.residual * terms["residual"], terms
 
 
+def shot_loss(model: Callable[[jax.Array], jax.Array], batch: dict[str, jax.Array], key: jax.Array | None, *,
+              weights: LossWeights = LossWeights()) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Task loss of a per-shot measurement operator (USCT: medium + emitter -> traces).
+
+    Batch: ``"medium"`` ``(B, M, *spatial)``, ``"condition"`` ``(B, S, K, *spatial)`` (one
+    encoding per shot, e.g. the emitter's distance map) and targets ``"traces"`` ``(B, S, ...)``.
+    The data term is the relative L2 error of every shot, averaged over shots and samples
+    (:func:`field_loss` over the ``B * S`` shots). There is no physics residual for traces.
+    Returns ``(loss, {"data", "residual"})``.
+    """
+    if weights.residual > 0:
+        raise ValueError("train.loss.residual: the traces task has no physics residual (set it to 0)")
+    traces, condition = batch["traces"], batch["condition"]
+    B, S = traces.shape[:2]
+    if condition.shape[:2] != (B, S):
+        raise ValueError(f"condition {condition.shape} must have the (batch, shots) axes of traces {traces.shape}")
+    flat = {"medium": jnp.repeat(batch["medium"], S, axis=0),
+            "condition": condition.reshape((B * S,) + condition.shape[2:]),
+            "field": traces.reshape((B * S,) + traces.shape[2:])}
+    return field_loss(model, flat, key, weights=weights)
+
+
 def stepper_sample(model: Callable[[jax.Array], jax.Array], batch: dict[str, jax.Array], *,
                    residual_step: bool = True) -> tuple[jax.Array, jax.Array]:
     """``(prediction, truth)`` ``(C, *spatial)`` of one step from the first state of the first sample."""
@@ -266,3 +289,10 @@ def field_sample(model: Callable[[jax.Array], jax.Array], batch: dict[str, jax.A
     cond = None if condition is None else jnp.asarray(condition[0])
     pred = predict_field(model, jnp.asarray(batch["medium"][0]), cond)
     return pred, _field_target(jnp.asarray(batch["field"][0]))
+
+
+def shot_sample(model: Callable[[jax.Array], jax.Array], batch: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
+    """``(prediction, truth)`` ``(1, *trace_shape)`` of the first shot of the first sample of a
+    :func:`shot_loss` batch (one image channel: time x receiver)."""
+    pred = predict_field(model, jnp.asarray(batch["medium"][0]), jnp.asarray(batch["condition"][0, 0]))
+    return pred[None], jnp.asarray(batch["traces"][0, 0])[None]

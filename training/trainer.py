@@ -73,7 +73,7 @@ from pdesurrogate.progress import Progress
 
 from .checkpoint import CheckpointStore
 from .config import TrainConfig
-from .losses import field_loss, field_sample, stepper_loss, stepper_sample
+from .losses import field_loss, field_sample, shot_loss, shot_sample, stepper_loss, stepper_sample
 
 LossFn = Callable[[nnx.Module, dict[str, jax.Array], jax.Array | None], tuple[jax.Array, dict[str, jax.Array]]]
 SampleFn = Callable[[nnx.Module, dict[str, jax.Array]], tuple[jax.Array, jax.Array]]
@@ -163,8 +163,9 @@ def initialize_distributed() -> None:
 
 def make_task_loss(cfg: TrainConfig, *, residual_fn: Callable[..., jax.Array] | None = None,
                    reversal_mask: jax.Array | None = None) -> tuple[LossFn, SampleFn]:
-    """``(loss_fn, sample_fn)`` of the configured task (:func:`~training.losses.stepper_loss` or
-    :func:`~training.losses.field_loss`) with the configured weights and options."""
+    """``(loss_fn, sample_fn)`` of the configured task (:func:`~training.losses.stepper_loss`,
+    :func:`~training.losses.field_loss` or :func:`~training.losses.shot_loss`) with the configured
+    weights and options."""
     if cfg.task == "stepper":
         def loss_fn(model, batch, key):
             return stepper_loss(model, batch, key, unroll=cfg.unroll, pushforward=cfg.pushforward,
@@ -176,6 +177,12 @@ def make_task_loss(cfg: TrainConfig, *, residual_fn: Callable[..., jax.Array] | 
             return stepper_sample(model, batch, residual_step=cfg.residual_step)
 
         return loss_fn, sample_fn
+
+    if cfg.task == "traces":
+        def shot_loss_fn(model, batch, key):
+            return shot_loss(model, batch, key, weights=cfg.loss)
+
+        return shot_loss_fn, shot_sample
 
     def field_loss_fn(model, batch, key):
         return field_loss(model, batch, key, weights=cfg.loss, residual_fn=residual_fn)

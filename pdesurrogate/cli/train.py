@@ -2,7 +2,8 @@
 
 The ``[model]`` and ``[train]`` sections of the experiment TOML configure the network and the
 optimisation (:mod:`training.config`); the dataset (``pdesurrogate generate`` output) fixes the
-task (``acoustic_stepper`` / ``photoacoustic``: a learned stepper; ``optics``: a field operator),
+task (``acoustic_stepper`` / ``photoacoustic`` / ``maxwell_stepper``: a learned stepper; ``optics``:
+a field operator; ``usct``: a trace operator),
 the channels and their normalisation. The last ``1/8`` of the samples are the test set that
 ``pdesurrogate evaluate`` reports, the ``1/8`` before them validate (and pick the best
 checkpoint), the rest train. Besides the trainer's files
@@ -22,12 +23,14 @@ import numpy as np
 
 STEPPER_SCENARIOS = ("acoustic_stepper", "photoacoustic", "maxwell_stepper")
 FIELD_SCENARIOS = ("optics",)
+TRACE_SCENARIOS = ("usct",)
+TRACE_BANDWIDTH = 3.0  # default kept bandwidth of predicted traces, in source frequencies
 HOLDOUT_FRACTION = 1 / 8  # of the samples for validation, and again for test
 
 
 def task_loader(dataset: Any, indices: np.ndarray, batch_size: int, task: str, *, seed: int = 0,
                 shuffle: bool = True, drop_last: bool = True, state_scales: list[float] | None = None,
-                field_offset: np.ndarray | None = None) -> Any:
+                offset: np.ndarray | None = None, condition: np.ndarray | None = None) -> Any:
     """A :class:`training.data.Loader` over ``indices`` that yields batches in the trainer's layout.
 
     Batches are stacked by ``training.data.to_task_batch`` on the loader's prefetch thread; the
@@ -37,13 +40,16 @@ def task_loader(dataset: Any, indices: np.ndarray, batch_size: int, task: str, *
         dataset: an opened, complete dataset.
         indices: the samples to use.
         batch_size: samples per batch (per process).
-        task: ``"stepper"`` or ``"field"``.
+        task: ``"stepper"``, ``"field"`` or ``"traces"``.
         seed: shuffling seed (epoch ``e`` uses ``default_rng([seed, e])``).
         shuffle: shuffle per epoch.
         drop_last: drop the incomplete last batch (training needs batches of exactly ``batch_size``).
         state_scales: stepper: per-channel factors applied to ``state`` (see :func:`state_scales`).
-        field_offset: field task: ``(F, *shape)`` subtracted from ``field`` (the incident field:
-            the network learns the scattered field).
+        offset: field / traces task: subtracted from every target (``field`` ``(F, *shape)``: the
+            incident field; ``traces`` ``(S, nt, n_elements)``: the water traces), so that the
+            network learns the scattered part.
+        condition: traces task: the per-shot emitter encoding ``(S, K, *shape)``, added to every
+            batch as ``condition`` ``(B, S, K, *shape)``.
     """
     from training.data import Loader, task_fields, to_task_batch
 
@@ -53,8 +59,11 @@ def task_loader(dataset: Any, indices: np.ndarray, batch_size: int, task: str, *
         batch = to_task_batch(batch, task)
         if scales is not None:
             batch["state"] = batch["state"] * scales.reshape((1, 1, -1) + (1,) * (batch["state"].ndim - 3))
-        if field_offset is not None:
-            batch["field"] = batch["field"] - field_offset[None].astype(batch["field"].dtype)
+        target = "traces" if task == "traces" else "field"
+        if offset is not None:
+            batch[target] = batch[target] - offset[None].astype(batch[target].dtype)
+        if condition is not None:
+            batch["condition"] = np.broadcast_to(condition[None], (len(batch["medium"]),) + condition.shape)
         return batch
 
     return Loader(dataset, batch_size, fields=task_fields(task, dataset.fields), seed=seed, shuffle=shuffle,
@@ -87,8 +96,10 @@ def task_of(scenario: str) -> str:
         return "stepper"
     if scenario in FIELD_SCENARIOS:
         return "field"
+    if scenario in TRACE_SCENARIOS:
+        return "traces"
     raise ValueError(f"dataset scenario {scenario!r} has no surrogate task; use one of "
-                     f"{list(STEPPER_SCENARIOS + FIELD_SCENARIOS)}")
+                     f"{list(STEPPER_SCENARIOS + FIELD_SCENARIOS + TRACE_SCENARIOS)}")
 
 
 def _model_section(section: dict[str, Any], ndim: int) -> dict[str, Any]:
@@ -152,15 +163,27 @@ def build_run(toml: dict[str, Any], data_dir: str | Path, *, steps: int | None =
     if len(train_idx) < train_cfg.batch_size:
         raise ValueError(f"train.batch_size: {train_cfg.batch_size} exceeds the {len(train_idx)} training samples")
     scales = state_scales(stats["state"]["std"]) if task == "stepper" else None
-    offset = None
-    if task == "field":
-        from training.evaluation import incident_fields
+    if model_cfg.trace_bandwidth is not None and task != "traces":
+        raise ValueError(f"model.trace_bandwidth: only for usct (traces) datasets, this one is {scenario!r}")
+    offset, target_offset, condition = None, None, None
+    if task != "stepper":
+        from training.evaluation import homogeneous_response
 
-        offset = incident_fields(ds)
+        offset = homogeneous_response(ds)  # optics: (F, *shape); usct: (n_elements, nt, n_elements)
+        target_offset = offset
+    if task == "traces":
+        from pdesurrogate.models import distance_channels
+        from training.data import scenarios
+
+        emitters = scenarios.usct_emitters(ds.config)
+        elements = scenarios.ring_elements(ds.config)
+        radius = scenarios.ring_radius(ds.config)
+        condition = np.asarray(distance_channels(shape, ds.config.spacing, elements[emitters], radius))
+        target_offset = offset[emitters]
     train_loader = task_loader(ds, train_idx, local_batch, task, seed=train_cfg.seed, state_scales=scales,
-                               field_offset=offset)
+                               offset=target_offset, condition=condition)
     val_loader = task_loader(ds, val_idx, max(1, min(local_batch, len(val_idx) // processes)), task, shuffle=False,
-                             drop_last=False, state_scales=scales, field_offset=offset)
+                             drop_last=False, state_scales=scales, offset=target_offset, condition=condition)
     spec: dict[str, Any] = {"task": task, "scenario": scenario, "shape": list(shape), "spacing": ds.config.spacing,
                             "data_dir": str(Path(data_dir).absolute()), "data_fingerprint": ds.manifest.get("fingerprint"),
                             "val_indices": [int(val_idx[0]), int(val_idx[-1]) + 1],
@@ -199,6 +222,31 @@ def build_run(toml: dict[str, Any], data_dir: str | Path, *, steps: int | None =
             residual_fn = WaveResidual(Grid(shape, ds.config.spacing), spec["solver_dt"] * spec["macro_steps"],
                                        solver_cfg.scheme, pml_size=solver_cfg.pml_size, substeps=spec["macro_steps"],
                                        state_scales=scales)
+    elif task == "traces":
+        from pdesurrogate.models import band_limit, dct_bandwidth_coefficients
+
+        nt = int(ds.fields["traces"].shape[1])
+        a = ds.config.acoustic
+        bandwidth = TRACE_BANDWIDTH if model_cfg.trace_bandwidth is None else model_cfg.trace_bandwidth
+        n_coef = dct_bandwidth_coefficients(nt, float(constants["dt"]), bandwidth * a.frequency)
+        sample_traces = ds.read(train_idx[:64], ["traces"])["traces"]
+        scattered = sample_traces - target_offset[None]
+        floor = float(np.linalg.norm(band_limit(sample_traces, n_coef, axis=2) - sample_traces)
+                      / (np.linalg.norm(sample_traces) or 1.0))
+        latent = model_cfg.width or 32
+        norm = {"in_mean": stats["medium"]["mean"] + [float(condition.mean())],
+                "in_std": stats["medium"]["std"] + [float(condition.std()) or 1.0]}
+        model_config = {"kind": "traces", "backbone": model_cfg.build_config(3, latent, ndim, norm),
+                        "receivers": (elements / ds.config.spacing).tolist(), "n_time": nt,
+                        "n_coefficients": n_coef, "hidden": 4 * latent,
+                        "out_std": float(np.sqrt(np.mean(scattered**2))) or 1.0, "seed": model_cfg.seed}
+        spec |= {"complex_output": False, "medium_names": ["sound_speed", "density"], "pml_size": int(a.pml_size),
+                 "info": constants | {"elements_m": elements.tolist(), "trace_bandwidth_hz": bandwidth * a.frequency,
+                                      "trace_band_limit_rel_l2": floor},
+                 "offset_file": "homogeneous_traces.npy", "offset": offset}
+        residual_fn, reversal_mask = None, None
+        if train_cfg.loss.residual > 0:
+            raise ValueError("train.loss.residual: the traces task has no physics residual (set it to 0)")
     else:
         f = ds.fields["field"].shape[0]
         scattered = ds.read(train_idx[:64], ["field"])["field"] - offset[None]

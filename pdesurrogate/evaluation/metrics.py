@@ -55,12 +55,22 @@ def radial_band_index(spatial: Sequence[int], n_bands: int = 3) -> np.ndarray:
     return np.minimum((kr * n_bands).astype(int), n_bands - 1)
 
 
-def band_errors(pred: np.ndarray, truth: np.ndarray, ndim: int) -> dict[str, np.ndarray]:
-    """Per-sample error in the low / mid / high radial wavenumber bands of the last ``ndim`` axes.
+def frequency_band_index(n_time: int, dt: float, frequency: float) -> np.ndarray:
+    """Band of each ``fft`` bin of an ``n_time``-sample signal (step ``dt`` in s) around a source
+    ``frequency`` (Hz): ``|f| < f/2`` low, ``f/2 <= |f| < 3f/2`` mid (the source band), above high."""
+    f = np.abs(np.fft.fftfreq(n_time, dt)) / frequency
+    return np.where(f < 0.5, 0, np.where(f < 1.5, 1, 2))
+
+
+def band_errors(pred: np.ndarray, truth: np.ndarray, ndim: int, band: np.ndarray | None = None
+                ) -> dict[str, np.ndarray]:
+    """Per-sample error in the low / mid / high frequency bands of the last ``ndim`` axes.
 
     Each value is ``||FFT(pred - truth) restricted to the band|| / ||FFT(truth)||`` (relative to
-    the whole truth, so the three bands add in quadrature to the relative L2 error). Returns
-    ``{"low", "mid", "high"}`` -> ``(B,)``.
+    the whole truth, so the three bands add in quadrature to the relative L2 error). ``band``
+    gives the band (0, 1, 2) of every FFT bin of those axes (``fftn`` layout); default: radial
+    wavenumber thirds of the Nyquist range (:func:`radial_band_index`); for time series see
+    :func:`frequency_band_index`. Returns ``{"low", "mid", "high"}`` -> ``(B,)``.
     """
     pred, truth = np.asarray(pred), np.asarray(truth)
     if pred.shape != truth.shape or truth.ndim < ndim + 1:
@@ -68,7 +78,9 @@ def band_errors(pred: np.ndarray, truth: np.ndarray, ndim: int) -> dict[str, np.
     axes = tuple(range(truth.ndim - ndim, truth.ndim))
     err = np.abs(np.fft.fftn(pred - truth, axes=axes)) ** 2
     ref = np.abs(np.fft.fftn(truth, axes=axes)) ** 2
-    band = radial_band_index(truth.shape[-ndim:], len(BANDS))
+    band = radial_band_index(truth.shape[-ndim:], len(BANDS)) if band is None else np.asarray(band)
+    if band.shape != truth.shape[-ndim:]:
+        raise ValueError(f"band must have the shape {truth.shape[-ndim:]} of the transformed axes, got {band.shape}")
     total = ref.reshape(ref.shape[0], -1).sum(1)
     out = {}
     for b, name in enumerate(BANDS):

@@ -1,7 +1,8 @@
 """Build models from config dicts; save and restore them with their constructor arguments.
 
-A model config is a plain dict ``{"kind": "fno" | "ffno" | "unet", **constructor_kwargs}``
-(TOML-compatible). On disk a model is an orbax checkpoint directory (an orbax
+A model config is a plain dict ``{"kind": "fno" | "ffno" | "unet" | "traces", **constructor_kwargs}``
+(TOML-compatible; a ``"traces"`` config nests its backbone's config). On disk a model is an
+orbax checkpoint directory (an orbax
 ``CheckpointManager`` root) whose steps hold the items
 
 - ``params``: ``{"param": [...], "rest": [...]}``, the leaves of the trainable
@@ -26,10 +27,11 @@ from flax import nnx
 
 from .ffno import FFNO
 from .fno import FNO
+from .traces import TraceNet
 from .unet import UNet
 
 FORMAT_VERSION = 1
-MODEL_KINDS: dict[str, type[nnx.Module]] = {"fno": FNO, "ffno": FFNO, "unet": UNet}
+MODEL_KINDS: dict[str, type[nnx.Module]] = {"fno": FNO, "ffno": FFNO, "unet": UNet, "traces": TraceNet}
 
 
 def build_model(config: dict[str, Any]) -> nnx.Module:

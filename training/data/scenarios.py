@@ -104,6 +104,19 @@ def ring_radius(config: DataConfig) -> float:
     return (half - config.acoustic.pml_size - config.acoustic.ring_margin) * config.spacing
 
 
+def ring_elements(config: DataConfig) -> np.ndarray:
+    """Ring-array element positions (m), ``(n_elements, 2)``: radius :func:`ring_radius` about the grid centre."""
+    from solvers import acoustic
+
+    return np.asarray(acoustic.ring_array(grid_center(config), ring_radius(config), config.acoustic.n_elements))
+
+
+def usct_emitters(config: DataConfig) -> np.ndarray:
+    """Indices of the ``n_shots`` emitting elements of a USCT sample, evenly spaced on the ring."""
+    a = config.acoustic
+    return np.round(np.linspace(0, a.n_elements, a.n_shots, endpoint=False)).astype(int)
+
+
 def grid_center(config: DataConfig) -> np.ndarray:
     """The grid centre in metres, ``(ndim,)``."""
     return np.array([(n - 1) / 2 * config.spacing for n in config.shape])
@@ -195,7 +208,7 @@ def _ring_traces(config: DataConfig, dt: float) -> tuple[Callable, int]:
 
     a = config.acoustic
     grid = Grid(config.shape, config.spacing)
-    ring = np.asarray(acoustic.ring_array(grid_center(config), ring_radius(config), a.n_elements))
+    ring = ring_elements(config)
     _, nt = acoustic.time_axis(grid, acoustic.Medium(sound_speed=1500.0, density=1000.0), a.duration, dt=dt,
                                scheme=a.scheme)
 
@@ -208,6 +221,18 @@ def _ring_traces(config: DataConfig, dt: float) -> tuple[Callable, int]:
     return run, int(nt)
 
 
+def source_signal(config: DataConfig, time: np.ndarray) -> Any:
+    """The USCT emitter's signal (``acoustic.signal`` at ``acoustic.frequency``) at ``time`` (s), float32."""
+    import jax.numpy as jnp
+    from solvers import signals
+
+    a = config.acoustic
+    t = jnp.asarray(time, jnp.float32)
+    if a.signal == "tone_burst":
+        return signals.tone_burst(t, a.frequency, cycles=a.cycles)
+    return signals.gaussian_pulse(t, a.frequency)
+
+
 def _usct(config: DataConfig, dt: float) -> tuple[Callable, int]:
     """Single-sample USCT shots: ``(c, rho) -> traces (n_shots, nt, n_elements)``.
 
@@ -216,20 +241,15 @@ def _usct(config: DataConfig, dt: float) -> tuple[Callable, int]:
     """
     import jax
     import jax.numpy as jnp
-    from solvers import Grid, acoustic, signals
+    from solvers import Grid, acoustic
 
     a = config.acoustic
     grid = Grid(config.shape, config.spacing)
-    ring = np.asarray(acoustic.ring_array(grid_center(config), ring_radius(config), a.n_elements))
+    ring = ring_elements(config)
     _, nt = acoustic.time_axis(grid, acoustic.Medium(sound_speed=1500.0, density=1000.0), a.duration, dt=dt,
                                scheme=a.scheme)
-    time = np.arange(int(nt)) * dt
-    if a.signal == "tone_burst":
-        pulse = signals.tone_burst(jnp.asarray(time, jnp.float32), a.frequency, cycles=a.cycles)
-    else:
-        pulse = signals.gaussian_pulse(jnp.asarray(time, jnp.float32), a.frequency)
-    emitters = np.round(np.linspace(0, a.n_elements, a.n_shots, endpoint=False)).astype(int)
-    weights = jnp.asarray(np.eye(a.n_elements, dtype=np.float32)[emitters])  # (n_shots, n_elements)
+    pulse = source_signal(config, np.arange(int(nt)) * dt)
+    weights = jnp.asarray(np.eye(a.n_elements, dtype=np.float32)[usct_emitters(config)])  # (n_shots, n_elements)
 
     def run(inputs: dict[str, Any]) -> dict[str, Any]:
         medium = acoustic.Medium(sound_speed=inputs["sound_speed"], density=inputs["density"])
@@ -367,5 +387,5 @@ def build(config: DataConfig) -> Scenario:
                "traces": FieldSpec((a.n_shots, nt, a.n_elements), "float32", "Pa",
                                    "pressure at every ring element, per emitting element (shot)")}
     constants |= {"nt": nt, "ring_radius_m": ring_radius(config), "signal": a.signal, "frequency_hz": a.frequency,
-                  "emitters": np.round(np.linspace(0, a.n_elements, a.n_shots, endpoint=False)).astype(int).tolist()}
+                  "emitters": usct_emitters(config).tolist()}
     return Scenario(original, fields, ("sound_speed", "density"), run, constants)

@@ -10,9 +10,11 @@
   :func:`reversal_signs` gives ``[+1, -1, ...]`` (acoustic ``(p, v) -> (p, -v)``, Maxwell ``(E, H) -> (E, -H)``).
 - ``"field"`` (``optics`` datasets): ``medium`` ``(B, 1, *spatial)`` = ``[refractive_index]`` and
   ``field`` ``(B, n_angles, *spatial)`` complex phasors (one channel per illumination angle).
+- ``"traces"`` (``usct`` datasets): ``medium`` ``(B, 2, *spatial)`` = ``[sound_speed, density]`` and
+  ``traces`` ``(B, n_shots, nt, n_elements)`` (Pa; one entry per emitting element).
 
 ``task_stats`` turns the per-field normalisation statistics of the manifest into per-channel
-lists under the same names (``state``, ``medium``, ``field``).
+lists under the same names (``state``, ``medium``, ``field``, ``traces``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-TASKS = ("stepper", "field")
+TASKS = ("stepper", "field", "traces")
 
 # Stepper state families: (scalar field (T, *s), vector field (T, d, *s) flipped by time reversal, medium fields).
 STEPPER_STATES = (
@@ -43,7 +45,7 @@ def task_layout(task: str, fields: set[str] | dict) -> dict[str, list[str]]:
     """Batch name -> the dataset fields stacked into its channel axis, in order.
 
     Args:
-        task: ``"stepper"`` or ``"field"``.
+        task: one of :data:`TASKS`.
         fields: the dataset's (or a batch's) field names; they pick the stepper family.
     """
     if task == "stepper":
@@ -51,6 +53,8 @@ def task_layout(task: str, fields: set[str] | dict) -> dict[str, list[str]]:
         return {"state": [scalar] + ([vector] if vector in fields else []), "medium": list(medium)}
     if task == "field":
         return {"medium": ["refractive_index"], "field": ["field"]}
+    if task == "traces":
+        return {"medium": ["sound_speed", "density"], "traces": ["traces"]}
     raise ValueError(f"task must be one of {list(TASKS)}, got {task!r}")
 
 
@@ -81,7 +85,9 @@ def to_task_batch(batch: dict[str, Any], task: str) -> dict[str, Any]:
         s = batch[scalar][:, :, None]
         out["state"] = xp.concatenate([s, batch[vector[0]]], axis=2) if vector else s
     else:
-        out["field"] = batch["field"]
+        for name, sources in layout.items():
+            if name != "medium":
+                out[name] = batch[sources[0]]
     out["medium"] = xp.stack([batch[name] for name in layout["medium"]], axis=1)
     return out
 
@@ -91,7 +97,7 @@ def task_stats(stats: dict[str, dict[str, Any]], task: str, ndim: int) -> dict[s
 
     Args:
         stats: ``loader.stats`` (per dataset field).
-        task: ``"stepper"`` or ``"field"``.
+        task: one of :data:`TASKS`.
         ndim: spatial dimensions (vector-field channels of the stepper state: velocity or H).
     """
     layout = task_layout(task, stats)
@@ -104,8 +110,9 @@ def task_stats(stats: dict[str, dict[str, Any]], task: str, ndim: int) -> dict[s
             means += [float(stats[f]["mean"])] * repeat
             stds += [float(stats[f]["std"])] * repeat
         out[name] = {"mean": means, "std": stds}
-    if task == "field":
-        out["field"] = {"mean": [0.0], "std": [float(stats["field"]["std"])]}  # complex: scale only
+    for name in ("field", "traces"):  # complex phasors / zero-mean waves: scale only
+        if name in out:
+            out[name] = {"mean": [0.0], "std": [float(stats[name]["std"])]}
     return out
 
 

@@ -2,8 +2,7 @@
 
 A model config is a plain dict ``{"kind": "fno" | "ffno" | "unet" | "traces", **constructor_kwargs}``
 (TOML-compatible; a ``"traces"`` config nests its backbone's config). On disk a model is an
-orbax checkpoint directory (an orbax
-``CheckpointManager`` root) whose steps hold the items
+orbax checkpoint directory (an orbax ``CheckpointManager`` root) whose steps hold the items
 
 - ``params``: ``{"param": [...], "rest": [...]}``, the leaves of the trainable
   (:class:`flax.nnx.Param`) and non-trainable model state in ``jax.tree_util`` order;

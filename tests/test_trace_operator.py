@@ -51,6 +51,18 @@ def test_trace_net_shapes_readout_and_validation():
         TraceNet(bb, [[1.0, 40.0]], n_time=10, n_coefficients=5)(x)
 
 
+def test_traces_task_rejects_a_physics_residual():
+    from pdesurrogate.config import parse
+    from training.config import TrainConfig
+    from training.losses import LossWeights, shot_loss
+
+    with pytest.raises(ValueError, match="train.loss.residual"):
+        parse(TrainConfig, {"task": "traces", "loss": {"data": 1.0, "residual": 0.1}}, "train")
+    batch = {"medium": jnp.ones((1, 2, 8, 8)), "condition": jnp.ones((1, 2, 1, 8, 8)), "traces": jnp.ones((1, 2, 5, 3))}
+    with pytest.raises(ValueError, match="weights.residual"):
+        shot_loss(lambda x: x[:1, :5, :3], batch, None, weights=LossWeights(residual=0.1))
+
+
 def test_distance_channels():
     maps = distance_channels((8, 6), 0.5, np.array([[1.0, 0.5], [0.0, 0.0]]), scale=2.0)
     assert maps.shape == (2, 1, 8, 6)

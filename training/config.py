@@ -126,6 +126,8 @@ class TrainConfig:
             raise ValueError("train.reversal_signs: required when train.loss.time_reversal > 0")
         if self.task != "stepper" and self.loss.time_reversal > 0:
             raise ValueError("train.loss.time_reversal: only for task 'stepper'")
+        if self.task == "traces" and self.loss.residual > 0:
+            raise ValueError("train.loss.residual: the traces task has no physics residual (set it to 0)")
         if self.task != "stepper":  # stepper-only settings must not be set and silently ignored
             defaults = {f.name: f.default for f in dataclasses.fields(self)}
             for name in ("unroll", "pushforward", "noise_std", "residual_step", "reversal_signs"):

@@ -14,7 +14,8 @@ their ``data.split`` (``rare_lesion``, ``ood_contrast``, ...). It writes ``evalu
   incident field, i.e. the solver's field in the homogeneous background (field operator);
   ``baseline_rollout`` likewise;
 - ``bands``: low / mid / high radial wavenumber bands (see :func:`.metrics.band_errors`);
-- ``roi``: rel L2 within 3 cells of lesions (samples with lesions only);
+- ``roi``: rel L2 within 3 cells of lesions, per sample with lesions (stepper: over the one-step
+  predictions from every frame of the trajectory; field operator: all phasors);
 - ``time_reversal`` (stepper with velocity): the inconsistency ``||R Phi(R Phi(u)) - u|| / ||u||``
   (unsquared; channels scaled by their std) from every frame, outside the absorbing layer and the
   2 cells next to it (the training loss L_TR is the square of this ratio, with the same mask);
@@ -129,7 +130,7 @@ def evaluate_stepper(sur: Surrogate, ds: Any, idx: np.ndarray, stds: list[float]
         acc["base"].append(metrics.relative_l2(flat(states[:, :-1, 0]), flat(truth[:, :, 0])))
         for k, v in metrics.band_errors(flat(nxt[:, :, 0]), flat(truth[:, :, 0]), len(ds.config.shape)).items():
             acc[k].append(v)
-        acc["roi"].append(metrics.roi_errors(nxt[:, 0, 0], truth[:, 0, 0], raw["lesion_mask"]))
+        acc["roi"].append(metrics.roi_errors(nxt[:, :, 0], truth[:, :, 0], raw["lesion_mask"]))  # all steps
         if states.shape[2] > 1:
             w = 1.0 if reversal_mask is None else reversal_mask
             acc["tr"].append(metrics.normalised_relative_l2(tr * w, states.reshape(tr.shape) * w, stds))

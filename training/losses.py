@@ -263,7 +263,7 @@ def shot_loss(model: Callable[[jax.Array], jax.Array], batch: dict[str, jax.Arra
     Returns ``(loss, {"data", "residual"})``.
     """
     if weights.residual > 0:
-        raise ValueError("train.loss.residual: the traces task has no physics residual (set it to 0)")
+        raise ValueError(f"weights.residual must be 0: shot_loss has no physics residual, got {weights.residual}")
     traces, condition = batch["traces"], batch["condition"]
     B, S = traces.shape[:2]
     if condition.shape[:2] != (B, S):

@@ -245,8 +245,6 @@ def build_run(toml: dict[str, Any], data_dir: str | Path, *, steps: int | None =
                                       "trace_band_limit_rel_l2": floor},
                  "offset_file": "homogeneous_traces.npy", "offset": offset}
         residual_fn, reversal_mask = None, None
-        if train_cfg.loss.residual > 0:
-            raise ValueError("train.loss.residual: the traces task has no physics residual (set it to 0)")
     else:
         f = ds.fields["field"].shape[0]
         scattered = ds.read(train_idx[:64], ["field"])["field"] - offset[None]

@@ -229,19 +229,21 @@ def evaluate_traces(op: TraceOperator, ds: Any, idx: np.ndarray, batch: int = 8
     """Statistics of a trace operator on samples ``idx`` of a ``usct`` dataset, per shot.
 
     The baseline is the water traces of the same shot; the bands split each trace's temporal
-    spectrum around the source frequency (:func:`.metrics.frequency_band_index`).
+    spectrum around the source frequency (:func:`.metrics.frequency_band_index`). The emitting
+    element's own trace is left out of every statistic (:func:`training.data.scenarios.receiver_mask`).
     """
     emitters = np.asarray(ds.manifest["constants"]["emitters"])
     predict = jax.jit(jax.vmap(lambda m: op.measure(m, emitters)))
-    water = np.asarray(op.offset)[emitters]  # (S, nt, n_elements)
+    keep = scenarios.receiver_mask(emitters, ds.fields["traces"].shape[-1])[:, None, :]  # (S, 1, n_elements)
+    water = np.where(keep, np.asarray(op.offset)[emitters], 0.0)  # (S, nt, n_elements)
     c = ds.manifest["constants"]
     band = metrics.frequency_band_index(ds.fields["traces"].shape[1], float(c["dt"]), float(c["frequency_hz"]))
     acc: dict[str, list[np.ndarray]] = {k: [] for k in ("one", "base", "low", "mid", "high")}
     worst = {"err": -1.0}
     for raw in _batches(ds, idx, ["sound_speed", "density", "traces"], batch):
         media = jnp.stack([jnp.asarray(raw["sound_speed"]), jnp.asarray(raw["density"])], 1)
-        pred = np.asarray(predict(media))
-        truth = raw["traces"]
+        pred = np.where(keep, np.asarray(predict(media)), 0.0)
+        truth = np.where(keep, raw["traces"], 0.0)
         B, S = truth.shape[:2]
         flat = lambda a: a.reshape(B * S, *a.shape[2:])  # noqa: E731
         e = metrics.relative_l2(flat(pred), flat(truth))

@@ -117,6 +117,19 @@ def usct_emitters(config: DataConfig) -> np.ndarray:
     return np.round(np.linspace(0, a.n_elements, a.n_shots, endpoint=False)).astype(int)
 
 
+def receiver_mask(emitters: np.ndarray, n_elements: int) -> np.ndarray:
+    """``(n_shots, n_elements)`` booleans, ``False`` at each shot's emitting element.
+
+    Trace metrics leave the emitter's own trace out: in 2D the field of a point source diverges
+    (logarithmically) at the source, so that trace is dominated by a near field that depends on the
+    grid and does not converge as it is refined; arrays do not record on a transmitting element either.
+    """
+    emitters = np.asarray(emitters)
+    if emitters.ndim != 1 or np.any((emitters < 0) | (emitters >= n_elements)):
+        raise ValueError(f"emitters must be element indices in [0, {n_elements - 1}], got {emitters.tolist()}")
+    return np.arange(n_elements)[None, :] != emitters[:, None]
+
+
 def grid_center(config: DataConfig) -> np.ndarray:
     """The grid centre in metres, ``(ndim,)``."""
     return np.array([(n - 1) / 2 * config.spacing for n in config.shape])

@@ -70,7 +70,7 @@ def small_experiments() -> dict[str, dict[str, Any]]:
     maxwell_stepper["train"] = {"steps": 150, "batch_size": 8, "lr": 2e-3, "warmup_steps": 15, "validate_every": 50,
                                 "checkpoint_every": 50, "unroll": 3, "loss": {"data": 1.0, "time_reversal": 0.1}}
     optics = load_toml(CONFIGS / "maxwell_smoke.toml")
-    optics["data"]["num_samples"] = 24
+    optics["data"] |= {"num_samples": 24, "spacing": 1.6e-8}  # the GPU config's resolution
     optics["model"] = {"kind": "fno", "modes": [8, 8], "width": 16, "depth": 2}
     optics["train"] = {"steps": 100, "batch_size": 4, "lr": 2e-3, "warmup_steps": 10, "validate_every": 50,
                        "checkpoint_every": 50, "loss": {"data": 1.0, "residual": 0.01}}
@@ -270,43 +270,25 @@ def field_equal_accuracy(run: Path, data: Path, batch: int) -> dict[str, Any]:
     """Cheapest FDTD run whose phasors are as close to a fine-grid reference as the field
     operator's, on the same validation samples.
 
-    Reference: the ``optics`` scenario's per-angle runs on a 2x finer grid (index linearly
-    interpolated; absorbing layer and TFSF margin of the same thickness) for the data's duration.
-    Candidates: the data grid with 0.2-1x the data's duration. Errors are taken outside the
-    absorbing layer.
+    Reference: the ``optics`` scenario's per-angle runs on a 2x finer grid
+    (:func:`training.data.scenarios.optics_runs`) for the data's duration. Candidates: the data
+    grid with 0.2-1x the data's duration. Errors are taken outside the absorbing layer.
     """
-    from solvers import Grid, maxwell
-    from training.data import open_dataset, phantoms, scenarios
+    from training.data import open_dataset, scenarios
+    from training.data.config import effective
 
     spec = read_spec(run)
     ds = open_dataset(data)
-    cfg, o = ds.config, ds.config.optics
+    cfg = effective(ds.config)
     idx = np.arange(*spec["val_indices"])[:batch]
     s = ds.read(idx, ["refractive_index", "field"])
     media = jnp.asarray(s["refractive_index"])
-    grid = Grid(tuple(cfg.shape), cfg.spacing)
-    angles, _ = scenarios.optics_geometry(cfg)
     full = scenarios.optics_duration(cfg)
-    mask = refinement.interior_mask(grid.shape, o.pml_size)
+    mask = refinement.interior_mask(tuple(cfg.shape), cfg.optics.pml_size)
 
     def fdtd(refine: int, duration: float):
-        g = refinement.regrid(grid, refine)
-
-        def fields(n):
-            n = refinement.resample(n, grid.ndim, refine)
-            medium = maxwell.Medium(permittivity=n**2, conductivity=jnp.zeros_like(n))
-            out = []
-            for angle in angles:
-                src = maxwell.PlaneWave(wavelength=o.wavelength, angle=float(angle), ramp_cycles=scenarios.RAMP_CYCLES,
-                                        background_permittivity=phantoms.WATER_INDEX**2)
-                with jax.ensure_compile_time_eval():
-                    res = maxwell.simulate(g, medium, source=src, frequencies=[maxwell.C0 / o.wavelength],
-                                           duration=duration, pml_size=refinement.cells(o.pml_size, refine),
-                                           tfsf_margin=refinement.cells(phantoms.TFSF_MARGIN, refine))
-                out.append(refinement.data_nodes(res.field[0], grid.ndim, refine))
-            return jnp.stack(out)
-
-        return jax.jit(jax.vmap(fields))
+        runs = scenarios.optics_runs(cfg, refine, duration)
+        return jax.jit(jax.vmap(lambda n: runs(n)[0]))
 
     ref = np.asarray(fdtd(FINE, full)(media))
     op = FieldOperator.load(run)

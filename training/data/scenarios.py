@@ -311,20 +311,31 @@ def optics_duration(config: DataConfig) -> float:
 RAMP_CYCLES = 5.0
 
 
-def _optics(config: DataConfig) -> Callable:
-    """Single-sample optics: ``refractive_index -> field (n_angles, *shape), detector (n_angles, n_det)``."""
+def optics_runs(config: DataConfig, refine: int = 1, duration: float | None = None) -> Callable:
+    """The optics scenario's per-angle FDTD runs for one sample:
+    ``refractive_index (*shape) -> (field (n_angles, *shape), detector (n_angles, n_det))``, complex64.
+
+    Args:
+        config: the (effective) data config.
+        refine: run on a grid refined by this factor (:mod:`training.refinement`: index linearly
+            interpolated, absorbing layer and TFSF margin of the same thickness); the fields come
+            back at the data grid's nodes. 1 is the dataset's own run.
+        duration: simulated time in s (default :func:`optics_duration`).
+    """
     import jax
     import jax.numpy as jnp
     from solvers import Grid, maxwell
+    from training import refinement
 
     o = config.optics
-    grid = Grid(config.shape, config.spacing)
+    data_grid = Grid(config.shape, config.spacing)
+    grid = refinement.regrid(data_grid, refine)
     angles, det = optics_geometry(config)
     frequency = SPEED_OF_LIGHT / o.wavelength
-    duration = optics_duration(config)
+    duration = optics_duration(config) if duration is None else duration
 
-    def run(inputs: dict[str, Any]) -> dict[str, Any]:
-        n = inputs["refractive_index"]
+    def run(n: Any) -> tuple[Any, Any]:
+        n = refinement.resample(n, data_grid.ndim, refine)
         medium = maxwell.Medium(permittivity=n**2, conductivity=jnp.zeros_like(n))
         fields, lines = [], []
         for angle, points in zip(angles, det):
@@ -332,10 +343,22 @@ def _optics(config: DataConfig) -> Callable:
                                        background_permittivity=phantoms.WATER_INDEX**2)
             with jax.ensure_compile_time_eval():  # source normalisation is host numpy inside simulate
                 res = maxwell.simulate(grid, medium, source=source, frequencies=[frequency], duration=duration,
-                                       pml_size=o.pml_size, tfsf_margin=phantoms.TFSF_MARGIN, points=points)
-            fields.append(res.field[0])
+                                       pml_size=refinement.cells(o.pml_size, refine),
+                                       tfsf_margin=refinement.cells(phantoms.TFSF_MARGIN, refine), points=points)
+            fields.append(refinement.data_nodes(res.field[0], data_grid.ndim, refine))
             lines.append(res.point_field[0, 0])
-        return {"field": jnp.stack(fields).astype(jnp.complex64), "detector": jnp.stack(lines).astype(jnp.complex64)}
+        return jnp.stack(fields).astype(jnp.complex64), jnp.stack(lines).astype(jnp.complex64)
+
+    return run
+
+
+def _optics(config: DataConfig) -> Callable:
+    """Single-sample optics: ``refractive_index -> field (n_angles, *shape), detector (n_angles, n_det)``."""
+    runs = optics_runs(config)
+
+    def run(inputs: dict[str, Any]) -> dict[str, Any]:
+        field, detector = runs(inputs["refractive_index"])
+        return {"field": field, "detector": detector}
 
     return run
 

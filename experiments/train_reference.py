@@ -12,7 +12,8 @@ Steps (each skipped when its output exists, so a killed run continues where it s
 2. Reference surrogates: the acoustic FNO stepper (all losses), the Maxwell TM stepper, the
    optical field operator (data + Helmholtz residual) and the USCT trace operator, each evaluated
    with :func:`training.evaluation.evaluate_run` on the held-out, rare-lesion and OOD sets.
-3. Ablation of the stepper losses: data only, + time reversal, + wave residual, + unrolled.
+3. Ablation of the stepper losses: data only, + time reversal, + wave residual, + unrolled, and
+   the wave residual's solver step as a fixed (solver-in-the-loop) target.
 4. Speed: same-grid ratios (from the evaluations), the stepper's break-even macro step against
    ``fd`` and ``pstd`` (batched), and equal-accuracy ratios: the cheapest solver setting (scheme,
    grid, time step; for the field operator, FDTD run length) whose error against a fine-grid
@@ -56,6 +57,8 @@ ABLATION = {
     "+ time reversal": {"loss": {"data": 1.0, "time_reversal": 0.1}},
     "+ residual": {"loss": {"data": 1.0, "time_reversal": 0.1, "residual": 0.1}},
     "+ unrolled": {"loss": {"data": 1.0, "time_reversal": 0.1, "residual": 0.1}, "unroll": 3},
+    "+ unrolled, solver-in-the-loop target": {"loss": {"data": 1.0, "time_reversal": 0.1, "residual": 0.1},
+                                              "unroll": 3, "solver_target": True},
 }
 
 

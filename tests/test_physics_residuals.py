@@ -54,6 +54,31 @@ def test_wave_residual_vanishes_on_solver_trajectories(scheme):
     assert float(loss(states)) == pytest.approx(exact**2, rel=1e-2)
 
 
+@pytest.mark.parametrize("channels", [3, 1])
+def test_solver_target_stops_the_gradient_through_the_solver_step(channels):
+    """``solver_target`` keeps the residual's value and its gradient with respect to the last state
+    (which enters only as a prediction), and removes the part that flows through the solver step
+    into the earlier states."""
+    from training.config import TrainConfig
+
+    grid, dt, states, medium = _trajectory("pstd")
+    wobble = 1 + 0.01 * jnp.cos(jnp.arange(states.size, dtype=jnp.float32)).reshape(states.shape)
+    states = (states * wobble)[:, :channels]
+    coupled = WaveResidual(grid, dt, "pstd", pml_size=5, substeps=K)
+    target = WaveResidual(grid, dt, "pstd", pml_size=5, substeps=K, solver_target=True)
+    np.testing.assert_allclose(coupled(states, medium), target(states, medium), rtol=1e-6, atol=1e-9)
+
+    def grad(res: WaveResidual) -> np.ndarray:
+        return np.asarray(jax.grad(lambda s: residual_loss(s, lambda x: res(x, medium)))(states))
+
+    g_coupled, g_target = grad(coupled), grad(target)
+    scale = np.abs(g_coupled[-1]).max()
+    np.testing.assert_allclose(g_target[-1], g_coupled[-1], atol=1e-5 * scale)
+    assert np.abs(g_target[1:-1] - g_coupled[1:-1]).max() > 0.1 * scale
+    with pytest.raises(ValueError, match="train.solver_target"):
+        TrainConfig(steps=10, warmup_steps=0, solver_target=True)
+
+
 def test_pressure_only_residual_is_second_order_and_exact_for_pstd_homogeneous():
     grid, dt, states, medium = _trajectory("pstd")
     res = WaveResidual(grid, dt, "pstd", pml_size=5)

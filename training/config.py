@@ -115,6 +115,9 @@ class TrainConfig:
     pushforward: bool = field(default=True, metadata=spec(doc="stepper: cut gradients between unrolled steps"))
     noise_std: float = field(default=0.0, metadata=spec(min=0.0, doc="stepper: input noise / channel RMS"))
     residual_step: bool = field(default=True, metadata=spec(doc="stepper: predict the increment u_next - u"))
+    solver_target: bool = field(default=False, metadata=spec(
+        doc="stepper: the wave residual's solver step from each predicted state is a fixed target "
+            "(stop-gradient, solver-in-the-loop) instead of a two-sided consistency term"))
     reversal_signs: tuple[float, ...] | None = field(default=None, metadata=spec(
         choices=(-1.0, 1.0), doc="stepper: channel signs of the time reversal R"))
     loss: LossWeights = field(default_factory=LossWeights, metadata=spec(doc="loss weights"))
@@ -128,9 +131,11 @@ class TrainConfig:
             raise ValueError("train.loss.time_reversal: only for task 'stepper'")
         if self.task == "traces" and self.loss.residual > 0:
             raise ValueError("train.loss.residual: the traces task has no physics residual (set it to 0)")
+        if self.solver_target and self.loss.residual == 0:
+            raise ValueError("train.solver_target: it changes the wave residual, so it needs train.loss.residual > 0")
         if self.task != "stepper":  # stepper-only settings must not be set and silently ignored
             defaults = {f.name: f.default for f in dataclasses.fields(self)}
-            for name in ("unroll", "pushforward", "noise_std", "residual_step", "reversal_signs"):
+            for name in ("unroll", "pushforward", "noise_std", "residual_step", "solver_target", "reversal_signs"):
                 if getattr(self, name) != defaults[name]:
                     raise ValueError(f"train.{name}: a stepper setting; task {self.task!r} does not use it "
                                      f"(remove it), got {getattr(self, name)!r}")

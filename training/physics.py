@@ -83,6 +83,11 @@ class WaveResidual(eqx.Module):
         substeps: leapfrog sub-steps per macro step (velocity states; ``k`` = the solver's scheme).
         state_scales: per-channel factors the states were multiplied by (the trainer's scaled
             units, see ``pdesurrogate train``); divided out before the residual.
+        solver_target: treat the solver's step from each state as a fixed target
+            (``jax.lax.stop_gradient``): the solver-in-the-loop target (Um et al., 2020), which only
+            pulls each predicted state toward the solver's step from the state before it. Without it
+            the residual is a two-sided consistency term whose gradient also moves that earlier state.
+            The residual's value is the same either way.
         margin: extra masked cells next to the PML (default: one step's stencil reach, ``fd_order``
             for ``fd`` and 4 for ``pstd``; the PML absorbs weakly at its inner edge, so this keeps
             the solver's residual at rounding level in practice, see ``tests/test_physics_residuals.py``;
@@ -98,16 +103,19 @@ class WaveResidual(eqx.Module):
     scheme: str = eqx.field(static=True)
     fd_order: int = eqx.field(static=True)
     substeps: int = eqx.field(static=True)
+    solver_target: bool = eqx.field(static=True)
     state_scales: tuple[float, ...] | None = eqx.field(static=True)
     mask: jax.Array
 
     def __init__(self, grid: Grid, dt: float, scheme: str = "fd", fd_order: int = 4, pml_size: int = 0,
-                 substeps: int = 1, margin: int | None = None, state_scales: tuple[float, ...] | None = None):
+                 substeps: int = 1, margin: int | None = None, state_scales: tuple[float, ...] | None = None,
+                 solver_target: bool = False):
         check_choice("scheme", scheme, ("fd", "pstd"))
         check_choice("fd_order", fd_order, FD_ORDERS)
         if not (math.isfinite(dt) and dt > 0):
             raise ValueError(f"dt must be a positive finite macro time step in s, got {dt}")
         self.substeps = check_int_range("substeps", substeps, 1)
+        self.solver_target = bool(solver_target)
         pml_size = check_int_range("pml_size", pml_size, 0)
         reach = fd_order if scheme == "fd" else 4
         margin = reach if margin is None else check_int_range("margin", margin, 0)
@@ -155,6 +163,9 @@ class WaveResidual(eqx.Module):
             v = tuple(vd - 0.5 * tau * ir * gd for vd, ir, gd in zip(v, inv_rho, g))
         return jnp.concatenate([p[None], jnp.stack(v)])
 
+    def _target(self, x: jax.Array) -> jax.Array:
+        return jax.lax.stop_gradient(x) if self.solver_target else x
+
     def __call__(self, states: jax.Array, medium: jax.Array) -> jax.Array:
         nd = self.grid.ndim
         T, C = states.shape[:2]
@@ -181,13 +192,13 @@ class WaveResidual(eqx.Module):
 
             def second(p0, p1, p2):
                 lap = bulk * div(tuple(ir * g for ir, g in zip(inv_rho, grad(p1))))
-                return p2 - 2 * p1 + p0 - self.dt**2 * lap
+                return p2 - self._target(2 * p1 - p0 + self.dt**2 * lap)
 
             r = jax.vmap(second)(p[:-2], p[1:-1], p[2:])[:, None]
         else:
             if T < 2:
                 raise ValueError(f"the wave residual needs >= 2 consecutive states, got {T}")
-            pred = jax.vmap(lambda u: self.leapfrog(u, medium))(states[:-1])
+            pred = self._target(jax.vmap(lambda u: self.leapfrog(u, medium))(states[:-1]))
             diff = states[1:] - pred
             impedance = (rho * c)[None]
             r = jnp.concatenate([diff[:, :1], diff[:, 1:] * impedance], axis=1)

@@ -221,7 +221,7 @@ def build_run(toml: dict[str, Any], data_dir: str | Path, *, steps: int | None =
 
             residual_fn = WaveResidual(Grid(shape, ds.config.spacing), spec["solver_dt"] * spec["macro_steps"],
                                        solver_cfg.scheme, pml_size=solver_cfg.pml_size, substeps=spec["macro_steps"],
-                                       state_scales=scales)
+                                       state_scales=scales, solver_target=train_cfg.solver_target)
     elif task == "traces":
         from pdesurrogate.models import band_limit, dct_bandwidth_coefficients
 

@@ -36,6 +36,7 @@ from scipy.interpolate import CubicSpline
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pdesurrogate.io import write_json, write_text  # noqa: E402
 from solvers import Grid, PointSampler, acoustic  # noqa: E402
 from solvers.acoustic.jwave_oracle import jwave_simulator  # noqa: E402
 
@@ -246,18 +247,29 @@ def markdown(report: dict) -> str:
              f"- jax {report['jax']}, python {report['python']}", "",
              "## Throughput (forward, float32, heterogeneous c and rho, 20-cell PML)", "",
              "| grid | solver | steps | wall s | G cell-updates/s | vs jwave |", "|---|---|---|---|---|---|"]
+    if not report["throughput"]:
+        lines.append("| not run | | | | | |")
     for shape_rows in report["throughput"]:
         jw = next(r for r in shape_rows if r["solver"] == "jwave")["cell_updates_per_s"]
         for r in shape_rows:
             lines.append(f"| {'x'.join(map(str, r['shape']))} | {r['solver']} | {r['steps']} | {r['seconds']:.4f} | "
                          f"{r['cell_updates_per_s'] / 1e9:.3f} | {r['cell_updates_per_s'] / jw:.2f}x |")
     tta = report["time_to_accuracy"]
-    lines += ["", "## Time to 1% rel L2 ring-trace error (breast-like phantom, 2D)", "",
-              f"Reference: pstd at sigma/{tta['reference']['cells_per_sigma']} (grid {tta['reference']['shape']}); "
-              f"p0 Gaussian sigma {tta['sigma_m'] * 1e3:.2f} mm at one of {tta['elements']} ring elements; "
-              f"ring radius {tta['ring_radius_m'] * 1e3:.1f} mm; {tta['duration_s'] * 1e6:.1f} us.", "",
-              "| solver | fastest grid reaching 1% | cfl | points per min. wavelength | rel L2 | wall s | jwave / solver |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["", "## Time to 1% rel L2 ring-trace error (breast-like phantom, 2D)", ""]
+    if tta is None:
+        lines.append("Not run.")
+    else:
+        lines += _accuracy_lines(tta)
+    lines += _gradient_lines(report)
+    return "\n".join(lines) + "\n"
+
+
+def _accuracy_lines(tta: dict) -> list[str]:
+    lines = [f"Reference: pstd at sigma/{tta['reference']['cells_per_sigma']} (grid {tta['reference']['shape']}); "
+             f"p0 Gaussian sigma {tta['sigma_m'] * 1e3:.2f} mm at one of {tta['elements']} ring elements; "
+             f"ring radius {tta['ring_radius_m'] * 1e3:.1f} mm; {tta['duration_s'] * 1e6:.1f} us.", "",
+             "| solver | fastest grid reaching 1% | cfl | points per min. wavelength | rel L2 | wall s | jwave / solver |",
+             "|---|---|---|---|---|---|---|"]
     jw = tta["solvers"]["jwave"]["reached"]
     for name, s in tta["solvers"].items():
         r = s["reached"]
@@ -272,7 +284,11 @@ def markdown(report: dict) -> str:
     for name, s in tta["solvers"].items():
         lines.append(f"- {name}: " + ", ".join(f"{r['cells_per_sigma']}@{r['cfl']}: {r['rel_l2']:.3g} / {r['seconds']:.3g}"
                                               for r in s["curve"]))
-    lines += ["", "## Gradient memory (d sum(traces^2) / d c; XLA compiled temp memory)", "",
+    return lines
+
+
+def _gradient_lines(report: dict) -> list[str]:
+    lines = ["", "## Gradient memory (d sum(traces^2) / d c; XLA compiled temp memory)", "",
               "| grid x steps | scheme | checkpoint | temp MB | (state x steps) MB | measured peak MB | grad wall s |",
               "|---|---|---|---|---|---|---|"]
     for r in report["gradient_memory"]:
@@ -293,7 +309,7 @@ def markdown(report: dict) -> str:
             lines.append(f"| {'x'.join(map(str, r['shape']))} x {r['steps']} | {r['checkpoint']} | failed: {r['error']} |")
             continue
         lines.append(f"| {'x'.join(map(str, r['shape']))} x {r['steps']} | {r['checkpoint']} | {r['seconds']:.3f} |")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def main() -> int:
@@ -314,6 +330,24 @@ def main() -> int:
                   gradient_memory_ratio={}, checkpoint_speed=[], time_to_accuracy=None)
     on_gpu = jax.devices()[0].platform == "gpu"
 
+    stem = "acoustic_benchmark_cpu" if small or not on_gpu else "acoustic_benchmark"
+
+    def save() -> None:  # after every section, so a run cut short still leaves its finished sections
+        write_json(RESULTS / f"{stem}.json", report)
+        write_text(RESULTS / f"{stem}.md", markdown(report))
+        print(f"wrote {RESULTS / stem}.json and .md", flush=True)
+
+    if not on_gpu and not small:
+        print("warning: full sizes on a non-GPU device", flush=True)
+    if "throughput" not in args.skip:
+        sizes = ([((256, 256), 100), ((512, 512), 50), ((48, 48, 48), 50), ((64, 64, 64), 20)] if small else
+                 [((1024, 1024), 1000), ((4096, 4096), 200), ((128, 128, 128), 500), ((256, 256, 256), 100)])
+        for shape, steps in sizes:
+            report["throughput"].append(throughput(shape, steps))
+            save()
+    if "accuracy" not in args.skip:
+        report["time_to_accuracy"] = time_to_accuracy(small)
+        save()
     if "memory" not in args.skip:
         cases = ([((128, 128), 400), ((64, 64, 64), 100)] if small else [((1024, 1024), 4000), ((128, 128, 128), 1000)])
         for shape, steps in cases:
@@ -325,28 +359,14 @@ def main() -> int:
                     report["gradient_memory_ratio"][f"{'x'.join(map(str, shape))} x {steps} {scheme}"] = (
                         seg["temp_bytes"] / full["temp_bytes"])
                 print(seg, full, flush=True)
+                save()
     if "checkpoint" not in args.skip:
         shape, steps = ((128, 128), 400) if small else ((1024, 1024), 500)  # "none" must fit in memory
         for ck in ("segmented", "recursive", "none"):
             r = gradient_case_subprocess(shape, steps, "pstd", ck, True)
             report["checkpoint_speed"].append(r)
             print(r, flush=True)
-    if "throughput" not in args.skip:
-        sizes = ([((256, 256), 100), ((512, 512), 50), ((48, 48, 48), 50), ((64, 64, 64), 20)] if small else
-                 [((1024, 1024), 1000), ((4096, 4096), 200), ((128, 128, 128), 500), ((256, 256, 256), 100)])
-        for shape, steps in sizes:
-            report["throughput"].append(throughput(shape, steps))
-    if "accuracy" not in args.skip:
-        report["time_to_accuracy"] = time_to_accuracy(small)
-    if not on_gpu and not small:
-        print("warning: full sizes on a non-GPU device", flush=True)
-
-    stem = "acoustic_benchmark_cpu" if small or not on_gpu else "acoustic_benchmark"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=2))
-    if report["throughput"] and report["time_to_accuracy"]:
-        (RESULTS / f"{stem}.md").write_text(markdown(report))
-    print(f"wrote {RESULTS / stem}.json", flush=True)
+            save()
     return 0
 
 

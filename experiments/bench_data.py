@@ -89,6 +89,26 @@ def bench_config(name: str, batches: int, workers: int, scratch: Path) -> dict:
     }
 
 
+def write_report(out: Path, stem: str, meta: dict, rows: list[dict], small: bool) -> None:
+    """Write ``<stem>.json`` and the markdown table ``<stem>.md`` (atomically) into ``out``."""
+    from pdesurrogate.io import write_json, write_text
+
+    write_json(out / f"{stem}.json", {"meta": meta, "rows": rows})
+    lines = [f"# Dataset generation throughput ({meta['device']}, JAX {meta['jax']})", "",
+             f"`uv run python experiments/bench_data.py{' --small' if small else ''}` on {meta['date']}. "
+             "Overhead = share of generation wall time outside simulation (target <= 10%).", "",
+             "| config | scenario | grid | batch | samples | devices | workers | simulation samples/s | "
+             "generation samples/s | overhead | host inputs ms/sample (1 proc) | MB/sample raw -> disk |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['config']} | {r['scenario']} | {'x'.join(map(str, r['shape']))} | {r['batch_size']} | "
+                     f"{r['samples']} | {r['devices']} | {r['workers']} | {r['simulation_samples_per_s']:.3g} | "
+                     f"{r['generation_samples_per_s']:.3g} | {100 * r['overhead']:.1f}% | "
+                     f"{r['host_inputs_ms_per_sample_1proc']:.2f} | {r['raw_mb_per_sample']:.3g} -> "
+                     f"{r['disk_mb_per_sample']:.3g} |")
+    write_text(out / f"{stem}.md", "\n".join(lines) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--small", action="store_true", help="CPU smoke sizes")
@@ -106,35 +126,20 @@ def main(argv: list[str] | None = None) -> int:
     auto_workers = 0 if args.small else max(0, min(8, (os.cpu_count() or 1) - 2))
     workers = args.workers if args.workers is not None else auto_workers
     backend = jax.default_backend()
-    scratch = Path(tempfile.mkdtemp(prefix="bench_data_"))
-    try:
-        rows = []
-        for name in names:
-            row = bench_config(name, batches, workers, scratch)
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     device = str(jax.devices()[0].device_kind) if backend != "cpu" else f"CPU ({os.cpu_count()} cores visible)"
     meta = {"backend": backend, "device": device, "jax": jax.__version__, "python": platform.python_version(),
             "small": args.small, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     stem = f"bench_data_{backend}{'_small' if args.small else ''}"
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    lines = [f"# Dataset generation throughput ({device}, JAX {jax.__version__})", "",
-             f"`uv run python experiments/bench_data.py{' --small' if args.small else ''}` on {meta['date']}. "
-             "Overhead = share of generation wall time outside simulation (target <= 10%).", "",
-             "| config | scenario | grid | batch | samples | devices | workers | simulation samples/s | "
-             "generation samples/s | overhead | host inputs ms/sample (1 proc) | MB/sample raw -> disk |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['config']} | {r['scenario']} | {'x'.join(map(str, r['shape']))} | {r['batch_size']} | "
-                     f"{r['samples']} | {r['devices']} | {r['workers']} | {r['simulation_samples_per_s']:.3g} | "
-                     f"{r['generation_samples_per_s']:.3g} | {100 * r['overhead']:.1f}% | "
-                     f"{r['host_inputs_ms_per_sample_1proc']:.2f} | {r['raw_mb_per_sample']:.3g} -> "
-                     f"{r['disk_mb_per_sample']:.3g} |")
-    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    scratch = Path(tempfile.mkdtemp(prefix="bench_data_"))
+    rows: list[dict] = []
+    try:
+        for name in names:
+            rows.append(bench_config(name, batches, workers, scratch))
+            print(json.dumps(rows[-1]), flush=True)
+            write_report(out, stem, meta, rows, args.small)  # after every config: a cut run keeps its rows
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     print(f"wrote {out / stem}.md and .json")
     return 0
 

@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pdesurrogate.io import write_json, write_text
 from solvers import Grid, maxwell
 
 LAM0 = 1.0e-6
@@ -156,14 +157,23 @@ def main() -> None:
            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "command": "uv run python experiments/bench_maxwell.py" + (" --small" if small else ""),
            "dtype": "float32"}
+    suffix = "_cpu" if small else ""
+    res_dir = Path(__file__).parent / "results"
+
+    def save() -> None:  # after every section, so a run cut short still leaves its finished sections
+        write_json(res_dir / f"maxwell_benchmark{suffix}.json", out)
+        write_text(res_dir / f"maxwell_benchmark{suffix}.md", markdown(out))
+
     if args.only in (None, "throughput"):
         cases = (("tp2", "tp_steps2"), ("tp3", "tp_steps3"))
         out["throughput"] = [throughput(sizes[g], sizes[s], pml) for g, s in cases for pml in (0, 20)]
         print(json.dumps(out["throughput"], indent=1), flush=True)
+        save()
     if args.only in (None, "mie"):
         pml = 8 if small else 20
         out["mie"] = [mie_time(sizes["mie2"], pml), mie_time(sizes["mie3"], pml)]
         print(json.dumps(out["mie"], indent=1), flush=True)
+        save()
     if args.only in (None, "gradient"):
         variants = ["segmented", "recursive", "adjoint"] + (["none"] if small else [])
         out["gradient"] = []
@@ -175,11 +185,7 @@ def main() -> None:
             else:
                 out["gradient"].append(json.loads(proc.stdout.strip().splitlines()[-1]))
             print(json.dumps(out["gradient"][-1]), flush=True)
-    suffix = "_cpu" if small else ""
-    res_dir = Path(__file__).parent / "results"
-    res_dir.mkdir(exist_ok=True)
-    (res_dir / f"maxwell_benchmark{suffix}.json").write_text(json.dumps(out, indent=1))
-    (res_dir / f"maxwell_benchmark{suffix}.md").write_text(markdown(out))
+            save()
     print(markdown(out))
 
 

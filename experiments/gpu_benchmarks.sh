@@ -9,9 +9,19 @@
 #   bash experiments/gpu_benchmarks.sh [acoustic|maxwell|data ...]   # default: all three
 #
 # Each script writes experiments/results/<name>_benchmark.{md,json} (bench_data: bench_data_gpu.*)
-# with the device name, date and command; a short table is printed last.
+# with the device name, date and command, again after every finished section; a short table is
+# printed last. BENCH_SECONDS (default 170) bounds each script, so that one slow section cannot
+# starve the others within a 10-minute device call. When $OUT is set (the device tool's return
+# folder), the result files are copied there on any exit, also when a script was cut short.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+copy_out() {
+  if [ -n "${OUT:-}" ]; then
+    cp experiments/results/acoustic_benchmark.* experiments/results/maxwell_benchmark.* \
+      experiments/results/bench_data_gpu.* "$OUT"/ 2>/dev/null || true
+  fi
+}
+trap copy_out EXIT
 site=$(mktemp -d)
 python3 -m pip install -q --no-index --no-deps --no-compile --target "$site" .gpu-wheels/*.whl
 export PYTHONPATH="$site:." PYTHONUNBUFFERED=1
@@ -20,7 +30,8 @@ benches=("$@")
 [ ${#benches[@]} -eq 0 ] && benches=(acoustic maxwell data)
 for bench in "${benches[@]}"; do
   echo "== bench_$bench"
-  python3 "experiments/bench_$bench.py"
+  timeout -k 10 "${BENCH_SECONDS:-170}" python3 "experiments/bench_$bench.py" \
+    || echo "bench_$bench: exit $? (cut short or failed; its finished sections are saved)"
 done
 tail -n 40 experiments/results/acoustic_benchmark.md experiments/results/maxwell_benchmark.md \
   experiments/results/bench_data_gpu.md 2>/dev/null || true

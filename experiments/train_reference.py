@@ -1,9 +1,12 @@
 """Reference surrogates, the loss ablation and the speed study (GPU script; ``--small`` for a CPU smoke run).
 
     uv run python experiments/train_reference.py            # GPU sizes (configs in experiments/configs)
+    uv run python experiments/train_reference.py --budget   # GPU grids, fewer samples and steps
     uv run python experiments/train_reference.py --small    # CPU smoke run, minutes
 
-Steps (each skipped when its output exists, so a killed run continues where it stopped):
+Stages, each skipped when its output exists, so a killed run continues where it stopped; they run
+in the order acoustic stepper, optical field operator, USCT trace operator, speed study, Maxwell
+stepper, ablation:
 
 1. Datasets: ``acoustic_stepper_128`` with velocity stored (time reversal needs it), 20 macro
    steps and 5000 samples, ``maxwell_stepper_128``, ``maxwell_field_128`` and ``usct_128``, each
@@ -20,8 +23,9 @@ Steps (each skipped when its output exists, so a killed run continues where it s
    reference (2x finer grid, :mod:`training.refinement`) is at most the surrogate's against the
    same reference, on the same validation samples.
 
-Writes ``experiments/results/surrogates_<backend>[_small].{md,json}``; CPU outputs carry ``cpu`` in
-their names and must not be read as GPU numbers.
+Writes ``experiments/results/surrogates_<backend>[_small|_budget].{md,json}`` (``--results``
+elsewhere) after every stage, so a run cut short reports what it finished; CPU outputs carry
+``cpu`` in their names and must not be read as GPU numbers.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from pdesurrogate.cli.train import train_run  # noqa: E402
 from pdesurrogate.config import load_toml  # noqa: E402
 from pdesurrogate.evaluation import time_call  # noqa: E402
 from pdesurrogate.evaluation.metrics import relative_l2  # noqa: E402
+from pdesurrogate.io import write_json, write_text  # noqa: E402
 from training import refinement  # noqa: E402
 from training.evaluation import evaluate_run  # noqa: E402
 from pdesurrogate.surrogate import FieldOperator, Surrogate, TraceOperator, read_spec  # noqa: E402
@@ -103,16 +108,34 @@ def gpu_experiments() -> dict[str, dict[str, Any]]:
     return {"stepper": stepper, "maxwell_stepper": maxwell_stepper, "optics": optics, "usct": usct}
 
 
-def test_sets(experiment: dict[str, Any], small: bool, dt: float | None) -> dict[str, dict[str, Any]]:
+BUDGET_STEPS = 3000
+
+
+def budget_experiments() -> dict[str, dict[str, Any]]:
+    """The GPU experiments at their 128^2 grids with fewer samples and training steps, for short
+    device sessions; results are labelled ``budget`` and are not the targets' sizes."""
+    experiments = gpu_experiments()
+    for name, n in (("stepper", 1024), ("maxwell_stepper", 512), ("optics", 512), ("usct", 512)):
+        experiments[name]["data"]["num_samples"] = n
+        experiments[name]["train"] |= {"steps": BUDGET_STEPS, "warmup_steps": 100, "validate_every": 500,
+                                       "checkpoint_every": 500}
+    return experiments
+
+
+MODES = {"small": small_experiments, "budget": budget_experiments, "full": gpu_experiments}
+TEST_SET_SAMPLES = {"small": 16, "budget": 128, "full": 500}
+
+
+def test_sets(experiment: dict[str, Any], mode: str, dt: float | None) -> dict[str, dict[str, Any]]:
     """Rare-lesion and OOD test sets of an experiment's data: OOD skull (brain phantoms) or OOD
     contrast (others), twice the training shift; acoustic sets pinned to the training ``dt``."""
     out = {}
     ood = "ood_skull" if experiment["data"].get("phantom", {}).get("kind") == "brain" else "ood_contrast"
     for split, seed in (("rare_lesion", 1001), (ood, 3001)):
         data = copy.deepcopy(experiment["data"])
-        data |= {"split": split, "seed": seed, "num_samples": 16 if small else 500}
+        data |= {"split": split, "seed": seed, "num_samples": TEST_SET_SAMPLES[mode]}
         if split == "rare_lesion":
-            data["phantom"] = data.get("phantom", {}) | {"lesion_rate": 0.5 if small else 0.2}
+            data["phantom"] = data.get("phantom", {}) | {"lesion_rate": 0.5 if mode == "small" else 0.2}
         else:
             data["ood_factor"] = 2.0
         if dt is not None:
@@ -398,7 +421,7 @@ def markdown(results: dict[str, Any]) -> str:
     hdr = ["| model | median | p95 | p99 | max | rollout median (last step) | TR inconsistency median | "
            "baseline median |", "|---|---|---|---|---|---|---|---|"]
     lines = [f"# Reference surrogates ({results['label']})", "",
-             f"Device: {results['device']}. Mode: {'--small (CPU smoke sizes)' if results['small'] else 'full'}. "
+             f"Device: {results['device']}. Mode: {MODE_TEXT[results['mode']]}. "
              f"Relative L2 per sample (stepper: one macro step, pressure; field operator: all phasors; "
              f"trace operator: the traces of one shot, the emitter's own left out).", ""]
     lines += ["## Reference surrogates", "", *hdr]
@@ -406,19 +429,19 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(_row(name, r))
         for split, sr in r.get("splits", {}).items():
             lines.append(_row(f"{name} [{split}]", sr))
-    lines += ["", "## Ablation (acoustic stepper, same data, steps and model)", "", *hdr]
-    lines += [_row(name, r) for name, r in results["ablation"].items()]
-    sp = results["speed"]
     lines += ["", "## Speed (ratio = solver s / surrogate s; > 1 means the surrogate is faster)", ""]
     for name, r in results["reference"].items():
         s = r.get("speed")
         if s:
             lines.append(f"- same-grid, {name} (batch {s['batch']}): forward x{s['forward']['ratio']:.3g}, "
                          f"forward+gradient x{s['forward_gradient']['ratio']:.3g}")
-    be = sp["stepper_break_even"]
-    lines.append(f"- stepper break-even macro step (batch {be['batch']}): fd {be['fd']['break_even_macro_step']:.3g} "
-                 f"solver steps, pstd {be['pstd']['break_even_macro_step']:.3g} (trained k = {be['macro_steps_k']})")
-    for key in ("stepper_equal_accuracy", "field_equal_accuracy", "trace_equal_accuracy"):
+    sp = results["speed"]
+    be = sp.get("stepper_break_even")
+    if be:
+        lines.append(f"- stepper break-even macro step (batch {be['batch']}): fd "
+                     f"{be['fd']['break_even_macro_step']:.3g} solver steps, pstd "
+                     f"{be['pstd']['break_even_macro_step']:.3g} (trained k = {be['macro_steps_k']})")
+    for key in [k for k in ("stepper_equal_accuracy", "field_equal_accuracy", "trace_equal_accuracy") if k in sp]:
         ea = sp[key]
         if ea["ratio"] is None:
             ratio = "no scanned solver setting reached the surrogate's error"
@@ -429,67 +452,78 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(f"- equal-accuracy, {key.split('_')[0]} (forward): {ratio}. Median rel L2 against the "
                      f"reference ({ea['reference']}): surrogate {ea['surrogate_median_rel_l2']:.3g}, the data's "
                      f"own solver {ea['data_median_rel_l2']:.3g}; {ea['note']}")
+    lines += ["", "## Ablation (acoustic stepper, same data, steps and model)", "", *hdr]
+    lines += [_row(name, r) for name, r in results["ablation"].items()]
     lines += ["", "## Not covered", "", *[f"- {n}" for n in results["not_covered"]], ""]
     return "\n".join(lines)
 
 
+MODE_TEXT = {"small": "--small (CPU smoke sizes)", "full": "full",
+             "budget": f"--budget (GPU grids, fewer samples, {BUDGET_STEPS} training steps; not the targets' sizes)"}
+NOT_COVERED = ["Maxwell stepper: no physics residual (the wave residual is acoustic)",
+               "USCT trace operator: no physics loss (the Helmholtz residual needs grid phasors)"]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--small", action="store_true", help="CPU smoke sizes")
-    ap.add_argument("--work", default=None, help="datasets and runs (default: runs/reference[_small])")
+    sizes = ap.add_mutually_exclusive_group()
+    sizes.add_argument("--small", action="store_true", help="CPU smoke sizes")
+    sizes.add_argument("--budget", action="store_true", help="GPU grids, fewer samples and steps (one device call)")
+    ap.add_argument("--work", default=None, help="datasets and runs (default: runs/reference[_<mode>])")
     ap.add_argument("--results", default=str(REPO / "experiments" / "results"))
     args = ap.parse_args(argv)
+    mode = "small" if args.small else "budget" if args.budget else "full"
     t0 = time.perf_counter()
-    work = Path(args.work or REPO / "runs" / ("reference_small" if args.small else "reference"))
-    experiments = small_experiments() if args.small else gpu_experiments()
+    work = Path(args.work or REPO / "runs" / ("reference" if mode == "full" else f"reference_{mode}"))
+    experiments = MODES[mode]()
     backend = jax.default_backend()
-    label = f"{backend}{'_small' if args.small else ''}"
+    label = backend if mode == "full" else f"{backend}_{mode}"
     stepper, optics, usct = experiments["stepper"], experiments["optics"], experiments["usct"]
+    results: dict[str, Any] = {"label": label, "mode": mode, "backend": backend,
+                               "device": f"{backend} {jax.devices()[0].device_kind}", "reference": {},
+                               "ablation": {}, "speed": {}, "not_covered": NOT_COVERED}
+    out = Path(args.results)
+
+    def save() -> None:  # after every stage, so a run cut short still reports what it finished
+        results["wall_s"] = time.perf_counter() - t0
+        write_json(out / f"surrogates_{label}.json", results)
+        write_text(out / f"surrogates_{label}.md", markdown(results))
 
     def with_test_sets(name: str, experiment: dict[str, Any], acoustic: bool) -> list[Path]:
         main_set = ensure_dataset(experiment["data"], work / name)
         dt = json.loads((main_set / "manifest.json").read_text())["constants"]["dt"] if acoustic else None
         return [main_set] + [ensure_dataset(d, work / f"{name}_{split}")
-                             for split, d in test_sets(experiment, args.small, dt).items()]
+                             for split, d in test_sets(experiment, mode, dt).items()]
 
+    batch = 4 if mode == "small" else 32
+    reference, speed = results["reference"], results["speed"]
     stepper_sets = with_test_sets("acoustic_stepper", stepper, True)
-    optics_sets = with_test_sets("optics", optics, False)
-    usct_sets = with_test_sets("usct", usct, True)
-    maxwell_sets = with_test_sets("maxwell_stepper", experiments["maxwell_stepper"], False)
-    data = {"stepper": stepper_sets[0], "optics": optics_sets[0], "usct": usct_sets[0],
-            "maxwell_stepper": maxwell_sets[0]}
-
-    reference = {}
-    ref_run = ensure_run(stepper, data["stepper"], work / "runs" / "stepper")
+    ref_run = ensure_run(stepper, stepper_sets[0], work / "runs" / "stepper")
     reference["acoustic stepper"] = evaluated(ref_run, stepper_sets)
-    mx_run = ensure_run(experiments["maxwell_stepper"], data["maxwell_stepper"], work / "runs" / "maxwell_stepper")
-    reference["Maxwell TM stepper"] = evaluated(mx_run, maxwell_sets)
-    field_run = ensure_run(optics, data["optics"], work / "runs" / "optics")
+    save()
+    optics_sets = with_test_sets("optics", optics, False)
+    field_run = ensure_run(optics, optics_sets[0], work / "runs" / "optics")
     reference["optical field operator"] = evaluated(field_run, optics_sets)
-    trace_run = ensure_run(usct, data["usct"], work / "runs" / "usct")
+    save()
+    usct_sets = with_test_sets("usct", usct, True)
+    trace_run = ensure_run(usct, usct_sets[0], work / "runs" / "usct")
     reference["USCT trace operator"] = evaluated(trace_run, usct_sets)
-
-    ablation = {}
+    save()
+    speed["stepper_break_even"] = stepper_break_even(ref_run, stepper_sets[0], batch)
+    speed["stepper_equal_accuracy"] = stepper_equal_accuracy(ref_run, stepper_sets[0], batch)
+    speed["field_equal_accuracy"] = field_equal_accuracy(field_run, optics_sets[0], min(batch, 4))
+    speed["trace_equal_accuracy"] = trace_equal_accuracy(trace_run, usct_sets[0], min(batch, 4))
+    save()
+    maxwell_sets = with_test_sets("maxwell_stepper", experiments["maxwell_stepper"], False)
+    mx_run = ensure_run(experiments["maxwell_stepper"], maxwell_sets[0], work / "runs" / "maxwell_stepper")
+    reference["Maxwell TM stepper"] = evaluated(mx_run, maxwell_sets)
+    save()
     for i, (name, change) in enumerate(ABLATION.items()):
         exp = copy.deepcopy(stepper)
         exp["train"] = {k: v for k, v in exp["train"].items() if k not in ("loss", "unroll")} | change
-        run = ensure_run(exp, data["stepper"], work / "runs" / f"ablation_{i}")
-        ablation[name] = evaluated(run, [data["stepper"]])
-
-    batch = 4 if args.small else 32
-    speed = {"stepper_break_even": stepper_break_even(ref_run, data["stepper"], batch),
-             "stepper_equal_accuracy": stepper_equal_accuracy(ref_run, data["stepper"], batch),
-             "field_equal_accuracy": field_equal_accuracy(field_run, data["optics"], min(batch, 4)),
-             "trace_equal_accuracy": trace_equal_accuracy(trace_run, data["usct"], min(batch, 4))}
-    results = {"label": label, "small": args.small, "backend": backend,
-               "device": f"{backend} {jax.devices()[0].device_kind}", "reference": reference, "ablation": ablation,
-               "speed": speed, "wall_s": time.perf_counter() - t0,
-               "not_covered": ["Maxwell stepper: no physics residual (the wave residual is acoustic)",
-                               "USCT trace operator: no physics loss (the Helmholtz residual needs grid phasors)"]}
-    out = Path(args.results)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"surrogates_{label}.json").write_text(json.dumps(results, indent=1))
-    (out / f"surrogates_{label}.md").write_text(markdown(results))
+        run = ensure_run(exp, stepper_sets[0], work / "runs" / f"ablation_{i}")
+        results["ablation"][name] = evaluated(run, [stepper_sets[0]])
+        save()
     print(markdown(results))
     print(f"wrote {out}/surrogates_{label}.md/.json in {results['wall_s']:.0f} s")
     return 0

@@ -157,6 +157,30 @@ def test_input_noise_is_deterministic_per_key_and_off_without_key():
     assert float(loss(jax.random.key(1), 0.0)) == clean
 
 
+def test_random_windows_sample_distinct_starts():
+    """``windows = W`` draws W distinct rollout starts per sample (training, with a key): W = all
+    starts gives the whole-trajectory data loss; W = 1 gives one start's loss, which one depends
+    on the key; without a key (validation) the whole trajectory is used."""
+    s, c2 = _random_state(16)
+    traj = _trajectory(s, c2, 2, 6)  # 6 states: 5 starts of a 1-step rollout
+    batch = {"state": traj[None], "medium": c2[None, None]}
+    exact = _exact_stepper_model(2)
+    model = lambda x: 1.01 * exact(x)  # noqa: E731  (an increment 1% too large)
+
+    def data(key, windows):
+        return float(stepper_loss(model, batch, key, windows=windows)[1]["data"])
+
+    whole = data(None, 0)
+    assert data(jax.random.key(0), 5) == pytest.approx(whole, rel=1e-6)
+    assert data(None, 2) == whole  # validation ignores windows
+    per_start = [float(relative_l2(traj[i] + 1.01 * (traj[i + 1] - traj[i]), traj[i + 1])) for i in range(5)]
+    assert np.mean(per_start) == pytest.approx(whole, rel=1e-4)
+    singles = {round(data(jax.random.key(k), 1), 7) for k in range(12)}
+    assert len(singles) > 1 and all(min(abs(v - p) for p in per_start) < 1e-6 for v in singles)
+    with pytest.raises(ValueError, match="windows must be in"):
+        stepper_loss(model, batch, jax.random.key(0), windows=6)
+
+
 def test_field_loss_complex_target_and_residual():
     rng = np.random.default_rng(3)
     medium = jnp.asarray(rng.uniform(1, 2, size=(3, 1, 8, 8)).astype(np.float32))

@@ -115,6 +115,9 @@ class TrainConfig:
     pushforward: bool = field(default=True, metadata=spec(doc="stepper: cut gradients between unrolled steps"))
     noise_std: float = field(default=0.0, metadata=spec(min=0.0, doc="stepper: input noise / channel RMS"))
     residual_step: bool = field(default=True, metadata=spec(doc="stepper: predict the increment u_next - u"))
+    windows: int = field(default=0, metadata=spec(
+        min=0, doc="stepper: random rollout windows per trajectory per step (0: every start; "
+                   "GPU-size trajectories need a few, or a step holds all T - unroll rollouts in memory)"))
     solver_target: bool = field(default=False, metadata=spec(
         doc="stepper: the wave residual's solver step from each predicted state is a fixed target "
             "(stop-gradient, solver-in-the-loop) instead of a two-sided consistency term"))
@@ -135,7 +138,8 @@ class TrainConfig:
             raise ValueError("train.solver_target: it changes the wave residual, so it needs train.loss.residual > 0")
         if self.task != "stepper":  # stepper-only settings must not be set and silently ignored
             defaults = {f.name: f.default for f in dataclasses.fields(self)}
-            for name in ("unroll", "pushforward", "noise_std", "residual_step", "solver_target", "reversal_signs"):
+            for name in ("unroll", "pushforward", "noise_std", "residual_step", "windows", "solver_target",
+                         "reversal_signs"):
                 if getattr(self, name) != defaults[name]:
                     raise ValueError(f"train.{name}: a stepper setting; task {self.task!r} does not use it "
                                      f"(remove it), got {getattr(self, name)!r}")

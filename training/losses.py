@@ -159,20 +159,24 @@ class LossWeights:
 
 def stepper_loss(model: Callable[[jax.Array], jax.Array], batch: dict[str, jax.Array], key: jax.Array | None, *,
                  unroll: int = 1, pushforward: bool = True, noise_std: float = 0.0, residual_step: bool = True,
-                 weights: LossWeights = LossWeights(), reversal_signs: Sequence[float] | None = None,
+                 windows: int = 0, weights: LossWeights = LossWeights(), reversal_signs: Sequence[float] | None = None,
                  reversal_mask: jax.Array | None = None,
                  residual_fn: Callable[[jax.Array, jax.Array | None], jax.Array] | None = None,
                  ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Task loss of a learned stepper on trajectories.
 
     Batch: ``"state"`` ``(B, T, C, *spatial)`` macro-step trajectories; optional ``"medium"``
-    ``(B, M, *spatial)``. Terms (each averaged over the batch):
+    ``(B, M, *spatial)``. With ``windows = W > 0`` and a ``key`` (training), each sample
+    contributes ``W`` windows of ``unroll + 1`` consecutive states starting at distinct random
+    frames, so a step costs ``W`` rollouts per sample instead of ``T - unroll``; without a key
+    (validation) or with ``windows = 0`` the whole trajectory is used. Terms (each averaged over
+    the windows and the batch):
 
     - ``data``: :func:`unrolled_loss` with ``unroll`` steps (1: one-step), ``pushforward``,
       ``noise_std``;
     - ``time_reversal`` (if its weight > 0; needs ``reversal_signs``): :func:`time_reversal_loss`
-      of the learned step on every state of the trajectory, masked by ``reversal_mask``
-      ``(*spatial)``;
+      of the learned step on every state of the trajectory (with windows: on each window's first
+      state), masked by ``reversal_mask`` ``(*spatial)``;
     - ``residual`` (if its weight > 0; needs ``residual_fn(states (n+1, C, *spatial), medium)``):
       :func:`residual_loss` on each predicted rollout preceded by its start state.
 
@@ -185,20 +189,33 @@ def stepper_loss(model: Callable[[jax.Array], jax.Array], batch: dict[str, jax.A
     if weights.residual > 0 and residual_fn is None:
         raise ValueError("a residual weight > 0 needs a residual_fn")
     reverse = channel_reversal(reversal_signs) if reversal_signs is not None else None
-    B = states.shape[0]
+    B, T = states.shape[:2]
+    if windows < 0 or windows > T - unroll:
+        raise ValueError(f"windows must be in [0, {T - unroll}] (starts of {unroll}-step rollouts in {T} states), "
+                         f"got {windows}")
     keys = jax.random.split(key, B) if key is not None else None
 
-    def per_sample(traj: jax.Array, med: jax.Array | None, k: jax.Array | None) -> dict[str, jax.Array]:
+    def per_window(traj: jax.Array, med: jax.Array | None, k: jax.Array | None, reversed_states: jax.Array
+                   ) -> dict[str, jax.Array]:
         step = lambda u: predict_step(model, u, med, residual=residual_step)  # noqa: E731
         data, preds = unrolled_loss(step, traj, unroll, pushforward=pushforward, noise_std=noise_std, key=k)
         terms = {"data": data, "time_reversal": jnp.zeros(()), "residual": jnp.zeros(())}
         if weights.time_reversal > 0:
             terms["time_reversal"] = jnp.mean(jax.vmap(
-                lambda u: time_reversal_loss(step, reverse, u, reversal_mask))(traj))
+                lambda u: time_reversal_loss(step, reverse, u, reversal_mask))(reversed_states))
         if weights.residual > 0:
             seqs = jnp.concatenate([traj[: preds.shape[0], None], preds], axis=1)
             terms["residual"] = jnp.mean(jax.vmap(lambda s: residual_loss(s, lambda x: residual_fn(x, med)))(seqs))
         return terms
+
+    def per_sample(traj: jax.Array, med: jax.Array | None, k: jax.Array | None) -> dict[str, jax.Array]:
+        if k is None or windows == 0:
+            return per_window(traj, med, k, traj)
+        k_pick, k_noise = jax.random.split(k)
+        picks = jax.random.choice(k_pick, T - unroll, (windows,), replace=False)
+        segs = jax.vmap(lambda s: jax.lax.dynamic_slice_in_dim(traj, s, unroll + 1))(picks)
+        terms = jax.vmap(lambda seg, kw: per_window(seg, med, kw, seg[:1]))(segs, jax.random.split(k_noise, windows))
+        return {name: jnp.mean(v) for name, v in terms.items()}
 
     terms = jax.vmap(per_sample)(states, medium, keys)
     terms = {k: jnp.mean(v) for k, v in terms.items()}

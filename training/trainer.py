@@ -169,8 +169,8 @@ def make_task_loss(cfg: TrainConfig, *, residual_fn: Callable[..., jax.Array] | 
     if cfg.task == "stepper":
         def loss_fn(model, batch, key):
             return stepper_loss(model, batch, key, unroll=cfg.unroll, pushforward=cfg.pushforward,
-                                noise_std=cfg.noise_std, residual_step=cfg.residual_step, weights=cfg.loss,
-                                reversal_signs=cfg.reversal_signs, reversal_mask=reversal_mask,
+                                noise_std=cfg.noise_std, residual_step=cfg.residual_step, windows=cfg.windows,
+                                weights=cfg.loss, reversal_signs=cfg.reversal_signs, reversal_mask=reversal_mask,
                                 residual_fn=residual_fn)
 
         def sample_fn(model, batch):

@@ -197,3 +197,23 @@ def test_complex_material_values_are_rejected():
 
     with pytest.raises(ValueError, match="sound_speed must be real-valued"):
         acoustic.Stepper(Grid((8, 8), 1e-3), acoustic.Medium(1500.0 + 1j, 1000.0))
+
+
+def test_package_version_without_an_install(monkeypatch):
+    """From a checkout on PYTHONPATH with no install (the GPU host), the version comes from
+    pyproject.toml, so dataset manifests still record it."""
+    import importlib.metadata
+    import tomllib
+    from pathlib import Path
+
+    from pdesurrogate import version
+
+    expected = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]["version"]
+
+    def missing(name: str) -> str:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", missing)
+    assert version.package_version() == expected
+    monkeypatch.setattr(version, "_PYPROJECT", Path("/nonexistent/pyproject.toml"))
+    assert version.package_version() is None

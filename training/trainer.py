@@ -293,7 +293,7 @@ def _train_step(graphdef, loss_fn, optimizer, precision, replicated, params, opt
         return loss.astype(jnp.float32), aux
 
     (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(params)
-    grad_norm = optax.global_norm(grads)
+    grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     updates, new_opt = optimizer.update(grads, opt_state, params)
     new_params = optax.apply_updates(params, updates)

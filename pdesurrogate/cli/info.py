@@ -15,12 +15,14 @@ def collect() -> dict:
     """Environment facts as a JSON-compatible dict."""
     import jax
 
+    from pdesurrogate.version import package_version
+
     versions = {}
     for name in PACKAGES:
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
+            versions[name] = package_version() if name == "pdesurrogate" else None
     return {
         "python": platform.python_version(),
         "jax": jax.__version__,

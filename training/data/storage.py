@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import importlib.metadata
 import json
 import math
 import os
@@ -34,6 +33,7 @@ import numpy as np
 import tensorstore as ts
 
 from pdesurrogate.io import write_text
+from pdesurrogate.version import package_version
 from training.data.config import DataConfig, config_dict, fingerprint, parse_data_config
 
 FORMAT = "pdesurrogate-dataset"
@@ -78,13 +78,6 @@ def git_commit() -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() + ("-dirty" if dirty.returncode == 1 else "")
-
-
-def package_version() -> str | None:
-    try:
-        return importlib.metadata.version("pdesurrogate")
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def _array_spec(path: Path, num_samples: int, spec: FieldSpec, chunk: int, level: int) -> dict[str, Any]:

@@ -96,7 +96,10 @@ def test_checkpointed_scan_matches_plain_gradients(checkpoint):
 
 
 def test_segmented_checkpointing_bounds_gradient_memory():
-    n, size = 400, 4096
+    """sqrt(n)-step segments keep about 2 sqrt(n) states instead of n: 5% at n = 1600 (measured
+    3.8% with JAX 0.9.2 and 0.10.2, 5.2% with 0.12.0.1; at n = 400 the ideal is already 10%, which
+    left no margin)."""
+    n, size = 1600, 4096
 
     def make(checkpoint):
         def loss(c0):

@@ -3,9 +3,13 @@
 Physics only: nothing here imports ``pdesurrogate`` or ``training``.
 """
 
-from solvers import acoustic, maxwell, signals
-from solvers.grid import Grid
-from solvers.points import PointSampler
-from solvers.protocol import Stepper
+from solvers import runtime
+
+runtime.apply()  # before any JAX backend starts: see solvers.runtime
+
+from solvers import acoustic, maxwell, signals  # noqa: E402
+from solvers.grid import Grid  # noqa: E402
+from solvers.points import PointSampler  # noqa: E402
+from solvers.protocol import Stepper  # noqa: E402
 
 __all__ = ["Grid", "PointSampler", "Stepper", "acoustic", "maxwell", "signals"]

@@ -220,3 +220,15 @@ def test_package_version_without_an_install(monkeypatch):
     assert version.package_version() == expected
     monkeypatch.setattr(version, "_PYPROJECT", Path("/nonexistent/pyproject.toml"))
     assert version.package_version() is None
+
+
+def test_jax_0_11_cpu_deadlock_workaround_flag():
+    """solvers.runtime adds --xla_cpu_multi_thread_eigen=false for JAX 0.11.x only, and never
+    overrides a user's own setting of that flag."""
+    from solvers.runtime import xla_flags_for
+
+    assert xla_flags_for("0.11.2", "") == "--xla_cpu_multi_thread_eigen=false"
+    assert xla_flags_for("0.11.0", "--xla_dump_to=/tmp/d") == "--xla_dump_to=/tmp/d --xla_cpu_multi_thread_eigen=false"
+    assert xla_flags_for("0.11.2", "--xla_cpu_multi_thread_eigen=true") is None
+    for version in ("0.9.2", "0.10.2", "0.12.0.1", "0.110.0"):
+        assert xla_flags_for(version, "") is None

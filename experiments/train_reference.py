@@ -164,7 +164,7 @@ def evaluated(run: Path, data: list[Path]) -> dict[str, Any]:
     if path.is_file():
         return json.loads(path.read_text())
     result = evaluate_run(run, data, run / "evaluation")
-    path.write_text(json.dumps(result, indent=1))
+    write_json(path, result)  # atomic: a killed run never leaves a half-written file that reads as done
     return result
 
 
@@ -351,7 +351,6 @@ def trace_equal_accuracy(run: Path, data: Path, batch: int) -> dict[str, Any]:
     s = ds.read(idx, ["sound_speed", "density", "traces"])
     media = jnp.stack([jnp.asarray(s["sound_speed"]), jnp.asarray(s["density"])], 1)
     emitters = scenarios.usct_emitters(cfg)
-    weights = jnp.asarray(np.eye(a.n_elements, dtype=np.float32)[emitters])  # (n_shots, n_elements)
     ring = scenarios.ring_elements(cfg)
     dt0 = float(ds.manifest["constants"]["dt"])
     t_ref = np.arange(s["traces"].shape[2]) * dt0
@@ -360,24 +359,10 @@ def trace_equal_accuracy(run: Path, data: Path, batch: int) -> dict[str, Any]:
     fastest = acoustic.Medium(sound_speed=c_max, density=phantoms.WATER_DENSITY)
 
     def shots(scheme: str, order: int, refine: int, coarsen: int, dt: float):
-        g = refinement.regrid(grid, refine, coarsen)
-        t = np.arange(int(np.floor(a.duration / dt + 1e-9)) + 1) * dt
-        pulse = scenarios.source_signal(cfg, t) * refinement.point_source_gain(grid.ndim, refine, coarsen)
-
-        def one(m):
-            m = refinement.resample(m, grid.ndim, refine, coarsen)
-            medium = acoustic.Medium(sound_speed=m[0], density=m[1])
-
-            def shot(w):  # one-hot element weights: the shots vmap like the usct scenario's
-                res = acoustic.simulate(g, medium, duration=a.duration,
-                                        sources=acoustic.PointSource(ring, w[:, None] * pulse[None, :]),
-                                        sensors=ring, scheme=scheme, fd_order=order, dt=dt,
-                                        pml_size=refinement.cells(a.pml_size, refine, coarsen))
-                return jax.vmap(lambda col: jnp.interp(t_ref, t, col), 1, 1)(res.traces)
-
-            return jax.vmap(shot)(weights)
-
-        return jax.jit(jax.vmap(one))
+        runs, nt = scenarios.usct_runs(cfg, dt, scheme=scheme, fd_order=order, refine=refine, coarsen=coarsen)
+        t = np.arange(nt) * dt
+        on_data_axis = jax.vmap(jax.vmap(lambda col: jnp.interp(t_ref, t, col), 1, 1))  # (S, nt, E) -> (S, nt0, E)
+        return jax.jit(jax.vmap(lambda m: on_data_axis(runs(m))))
 
     keep = scenarios.receiver_mask(emitters, a.n_elements)[:, None, :]  # the emitter's own trace is left out
 

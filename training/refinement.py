@@ -60,7 +60,7 @@ def _refine_axis(x: jnp.ndarray, axis: int, f: int, method: str) -> jnp.ndarray:
     if method == "linear":
         pos = np.arange(m) / f
         i0 = np.minimum(np.floor(pos).astype(int), n - 2)
-        w = (pos - i0).reshape([-1 if a == axis % x.ndim else 1 for a in range(x.ndim)])
+        w = jnp.asarray((pos - i0).reshape([-1 if a == axis % x.ndim else 1 for a in range(x.ndim)]), x.dtype)
         return jnp.take(x, i0, axis) * (1 - w) + jnp.take(x, i0 + 1, axis) * w
     spec = jnp.moveaxis(jnp.fft.fft(x, axis=axis), axis, -1)
     half = (n + 1) // 2  # bins 0 .. half-1 are the non-negative frequencies
@@ -83,16 +83,20 @@ def resample(x: jnp.ndarray, ndim: int, refine: int = 1, coarsen: int = 1, metho
     check_choice("method", method, METHODS)
     check_int_range("ndim", ndim, 1, x.ndim)
     if coarsen > 1:
-        return x[(Ellipsis, *[slice(None, None, coarsen)] * ndim)]
-    for axis in range(-ndim, 0):
-        if refine > 1:
-            x = _refine_axis(x, axis, refine, method)
+        return _every(x, ndim, coarsen)
+    for axis in range(-ndim, 0) if refine > 1 else ():
+        x = _refine_axis(x, axis, refine, method)
     return x
+
+
+def _every(x: jnp.ndarray, ndim: int, f: int) -> jnp.ndarray:
+    """Every ``f``-th node along the last ``ndim`` axes."""
+    return x[(Ellipsis, *[slice(None, None, f)] * ndim)]
 
 
 def data_nodes(x: jnp.ndarray, ndim: int, refine: int) -> jnp.ndarray:
     """A field on a grid refined by ``refine`` at the data grid's nodes, ``(..., *shape)``."""
-    return x[(Ellipsis, *[slice(None, None, check_int_range("refine", refine, 1))] * ndim)]
+    return _every(x, ndim, check_int_range("refine", refine, 1))
 
 
 def interior_mask(shape: tuple[int, ...], margin: int) -> np.ndarray:

@@ -246,36 +246,64 @@ def source_signal(config: DataConfig, time: np.ndarray) -> Any:
     return signals.gaussian_pulse(t, a.frequency)
 
 
-def _usct(config: DataConfig, dt: float) -> tuple[Callable, int]:
-    """Single-sample USCT shots: ``(c, rho) -> traces (n_shots, nt, n_elements)``.
+def usct_runs(config: DataConfig, dt: float, *, scheme: str | None = None, fd_order: int = 4, refine: int = 1,
+              coarsen: int = 1) -> tuple[Callable, int]:
+    """The USCT scenario's shots for one sample: ``medium (2, *shape) = [c, rho] -> traces
+    (n_shots, nt, n_elements)``, and ``nt`` (samples ``k * dt``).
 
     Every shot drives all ring elements with a one-hot weighting of the source signal, so the shot
     axis vmaps over the signal matrix while the element positions stay fixed.
+
+    Args:
+        config: the (effective) data config.
+        dt: time step in s.
+        scheme, fd_order: the solver's scheme (default ``acoustic.scheme``) and ``fd`` order.
+        refine, coarsen: run on a grid refined or coarsened by this factor (:mod:`training.refinement`:
+            medium interpolated or sampled, absorbing layer of the same thickness, source signal
+            scaled by :func:`~training.refinement.point_source_gain`). 1 and 1 is the dataset's own run.
     """
     import jax
     import jax.numpy as jnp
     from solvers import Grid, acoustic
+    from training import refinement
 
     a = config.acoustic
-    grid = Grid(config.shape, config.spacing)
+    scheme = a.scheme if scheme is None else scheme
+    data_grid = Grid(config.shape, config.spacing)
+    grid = refinement.regrid(data_grid, refine, coarsen)
     ring = ring_elements(config)
     _, nt = acoustic.time_axis(grid, acoustic.Medium(sound_speed=1500.0, density=1000.0), a.duration, dt=dt,
-                               scheme=a.scheme)
-    pulse = source_signal(config, np.arange(int(nt)) * dt)
+                               scheme=scheme, fd_order=fd_order)
+    pulse = source_signal(config, np.arange(int(nt)) * dt) * refinement.point_source_gain(data_grid.ndim, refine,
+                                                                                          coarsen)
     weights = jnp.asarray(np.eye(a.n_elements, dtype=np.float32)[usct_emitters(config)])  # (n_shots, n_elements)
+    pml = refinement.cells(a.pml_size, refine, coarsen)
 
-    def run(inputs: dict[str, Any]) -> dict[str, Any]:
-        medium = acoustic.Medium(sound_speed=inputs["sound_speed"], density=inputs["density"])
+    def run(m: Any) -> Any:
+        m = refinement.resample(m, data_grid.ndim, refine, coarsen)
+        medium = acoustic.Medium(sound_speed=m[0], density=m[1])
 
         def shot(w):
             source = acoustic.PointSource(positions=ring, signals=w[:, None] * pulse[None, :])
             res = acoustic.simulate(grid, medium, duration=a.duration, sources=source, sensors=ring,
-                                    scheme=a.scheme, pml_size=a.pml_size, dt=dt)
+                                    scheme=scheme, fd_order=fd_order, pml_size=pml, dt=dt)
             return res.traces
 
-        return {"traces": jax.vmap(shot)(weights)}
+        return jax.vmap(shot)(weights)
 
     return run, int(nt)
+
+
+def _usct(config: DataConfig, dt: float) -> tuple[Callable, int]:
+    """Single-sample USCT shots: ``(c, rho) -> traces (n_shots, nt, n_elements)`` (:func:`usct_runs`)."""
+    import jax.numpy as jnp
+
+    runs, nt = usct_runs(config, dt)
+
+    def run(inputs: dict[str, Any]) -> dict[str, Any]:
+        return {"traces": runs(jnp.stack([inputs["sound_speed"], inputs["density"]]))}
+
+    return run, nt
 
 
 def optics_geometry(config: DataConfig) -> tuple[np.ndarray, np.ndarray]:

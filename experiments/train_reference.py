@@ -147,9 +147,10 @@ def test_sets(experiment: dict[str, Any], mode: str, dt: float | None) -> dict[s
 
 def ensure_dataset(data: dict[str, Any], path: Path) -> Path:
     from training.data import generate, open_dataset
+    from training.data.generate import default_workers
 
     if not ((path / "manifest.json").is_file() and open_dataset(path).complete):
-        generate(copy.deepcopy(data), path, progress=True)
+        generate(copy.deepcopy(data), path, progress=True, workers=default_workers(data["num_samples"]))
     return path
 
 

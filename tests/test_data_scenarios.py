@@ -93,13 +93,24 @@ def test_sharded_over_8_devices_equals_single_device(tmp_path, stepper_ds):
             np.testing.assert_array_equal(a[k], b[k], err_msg=f"sample {i} field {k}")
 
 
-def test_host_worker_pool_gives_the_same_dataset(tmp_path, stepper_ds):
-    generate(dict(ACOUSTIC, scenario="acoustic_stepper"), tmp_path / "pool", progress=False, workers=2)
+def test_host_worker_pool_and_writer_threads_give_the_same_dataset(tmp_path, stepper_ds):
+    """Two host processes (the first batch built in this process while they start) and three writer
+    threads, against the default single-process, single-writer run."""
+    generate(dict(ACOUSTIC, scenario="acoustic_stepper", num_samples=12), tmp_path / "pool", progress=False,
+             workers=2, writers=3)
     pooled = open_dataset(tmp_path / "pool")
-    for i in range(len(pooled)):
+    assert pooled.complete and len(pooled) == 12
+    for i in range(len(stepper_ds)):
         a, b = stepper_ds[i], pooled[i]
         for k in a:
             np.testing.assert_array_equal(a[k], b[k], err_msg=f"sample {i} field {k}")
+    assert pooled.manifest["sample_stats"]["pressure"]["mean"][:8] == stepper_ds.manifest["sample_stats"]["pressure"]["mean"]
+
+
+def test_writers_must_be_positive(tmp_path):
+    with pytest.raises(ValueError, match="writers must be >= 1"):
+        generate(dict(ACOUSTIC, scenario="acoustic_stepper"), tmp_path / "w", progress=False, writers=0)
+    assert not (tmp_path / "w").exists()
 
 
 def test_photoacoustic_traces_match_solver(tmp_path):

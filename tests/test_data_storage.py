@@ -18,6 +18,7 @@ import pytest
 from pdesurrogate.config import dump_toml
 from training.data import generate, load_data_config, open_dataset, parse_data_config
 from training.data.scenarios import build
+from training.data.storage import batch_stats
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-c", "import sys; from pdesurrogate.cli import main; sys.exit(main())"]
@@ -196,3 +197,15 @@ def test_cli_generate_info_show(tmp_path, capsys):
     fig = tmp_path / "fig.png"
     assert main(["dataset", "show", str(out), "--index", "3", "--out", str(fig)]) == 0
     assert fig.stat().st_size > 10_000
+
+
+def test_batch_stats_are_per_sample_float64_statistics():
+    rng = np.random.default_rng(3)
+    real = (1e3 + rng.standard_normal((5, 7, 9))).astype(np.float32)
+    cplx = (rng.standard_normal((3, 4, 4)) + 1j * rng.standard_normal((3, 4, 4))).astype(np.complex64)
+    for values in (real, cplx):
+        got = np.array(batch_stats(values))
+        for i, v in enumerate(values):
+            m = np.abs(v).astype(np.float64)
+            np.testing.assert_allclose(got[i], [m.mean(), m.std(), m.min(), m.max()], rtol=1e-12)
+    assert batch_stats(np.arange(3.0)) == [[0.0, 0.0, 0.0, 0.0], [1.0, 0.0, 1.0, 1.0], [2.0, 0.0, 2.0, 2.0]]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ def _generate(args: argparse.Namespace) -> int:
     import jax
 
     from training.data import generate, load_data_config
+    from training.data.generate import default_workers
 
     config = load_data_config(args.config)
     if args.coordinator is not None or args.distributed:
@@ -31,11 +31,9 @@ def _generate(args: argparse.Namespace) -> int:
             "coordinator_address": args.coordinator, "num_processes": args.num_processes,
             "process_id": args.process_id}
         jax.distributed.initialize(**kwargs)
-    workers = args.workers
-    if workers is None:  # auto: a host pool pays off for datasets that keep a device busy for a while
-        cpus = os.cpu_count() or 1
-        workers = min(8, cpus - 2) if cpus >= 4 and config.num_samples >= 256 else 0
-    report = generate(config, args.out, overwrite=args.overwrite, progress=not args.quiet, workers=workers)
+    workers = default_workers(config.num_samples) if args.workers is None else args.workers
+    report = generate(config, args.out, overwrite=args.overwrite, progress=not args.quiet, workers=workers,
+                      writers=args.writers)
     if args.json:
         print(json.dumps(report))
     return 0
@@ -129,6 +127,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--workers", type=int, default=None,
                    help="host processes building phantoms ahead of the device (default: auto, 0 for "
                         "datasets under 256 samples)")
+    g.add_argument("--writers", type=int, default=None,
+                   help="threads writing finished batches (default: one per 4 CPU cores, 1 to 4)")
     g.add_argument("--distributed", action="store_true",
                    help="call jax.distributed.initialize() with cluster auto-detection (SLURM, TPU, ...)")
     g.add_argument("--coordinator", help="jax.distributed coordinator address host:port")

@@ -1,4 +1,4 @@
-"""Dataset generation: vmapped batches sharded over local devices, one writer thread, resumable.
+"""Dataset generation: vmapped batches sharded over local devices, a pool of writer threads, resumable.
 
 ``generate(config, out)`` fills ``out`` with ``config.num_samples`` samples:
 
@@ -6,8 +6,9 @@
 - device side, a storage batch of ``batch_size`` samples runs as one ``jit(vmap(simulate))`` whose
   batch axis is sharded over ``jax.local_devices()`` (padded to a multiple of the device count;
   short final batches are padded to ``batch_size`` so every batch compiles once and computes alike);
-- a background thread pulls finished batches off the device and writes them, so the next batch is
-  prepared and dispatched while the previous one is written;
+- background writer threads pull finished batches off the device and write them (several batches
+  at once: tensorstore compresses outside the GIL), so the next batches are prepared and dispatched
+  while earlier ones are written;
 - with ``jax.distributed`` initialised, the batches still missing are split into one contiguous
   range per process, and every process writes its range into the same directory.
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import collections
 import itertools
 import multiprocessing
+import os
 import queue
 import sys
 import threading
@@ -103,27 +105,71 @@ def _worker_batch(indices: list[int]) -> tuple[dict[str, np.ndarray], dict[str, 
 
 def host_batches(scenario: scenarios.Scenario, ranges: list[tuple[int, int, int]], workers: int
                  ) -> Iterator[tuple[int, dict[str, np.ndarray], dict[str, list]]]:
-    """Yield ``(batch, inputs, extra)`` for ``ranges`` of ``(batch, start, stop)``, in order.
+    """Yield ``(batch, inputs, extra)`` for every ``(batch, start, stop)`` in ``ranges``.
 
-    With ``workers > 0`` the inputs come from a pool of spawned CPU-only processes, ``workers + 1``
-    batches ahead (the inputs are pure functions of (config, index), so the result is the same).
+    With ``workers > 0`` a pool of spawned CPU-only processes builds the batches in order, ``workers
+    + 1`` ahead. Whenever the pool's next batch is not ready (while the pool starts: a spawned worker
+    imports JAX and builds the scenario, seconds), this process builds the last batch not yet
+    handed to the pool, or, once all are handed out, takes the pool's oldest batch back, so the
+    device never waits for the pool. Batches may therefore come out of order; each is a pure
+    function of (config, index), so the dataset is the same.
     """
-    if workers <= 0:
-        for b, lo, hi in ranges:
-            yield (b, *batch_inputs(scenario, list(range(lo, hi))))
+    def local(b: int, lo: int, hi: int) -> tuple[int, dict[str, np.ndarray], dict[str, list]]:
+        return (b, *batch_inputs(scenario, list(range(lo, hi))))
+
+    if workers <= 0 or len(ranges) <= 1:
+        yield from itertools.starmap(local, ranges)
         return
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
-                             initargs=(config_dict(scenario.config),)) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
+                               initargs=(config_dict(scenario.config),))
+    try:
+        todo = collections.deque(ranges)
         pending: collections.deque = collections.deque()
-        todo = iter(ranges)
-        for b, lo, hi in itertools.islice(todo, workers + 1):
-            pending.append((b, pool.submit(_worker_batch, list(range(lo, hi)))))
+
+        def refill() -> None:
+            while todo and len(pending) < workers + 1:
+                b, lo, hi = todo.popleft()
+                pending.append((b, lo, hi, pool.submit(_worker_batch, list(range(lo, hi)))))
+
+        refill()
         while pending:
-            b, fut = pending.popleft()
-            for nb, lo, hi in itertools.islice(todo, 1):
-                pending.append((nb, pool.submit(_worker_batch, list(range(lo, hi)))))
-            yield (b, *fut.result())
+            b, lo, hi, fut = pending[0]
+            if fut.done():
+                pending.popleft()
+                refill()
+                yield (b, *fut.result())
+            elif todo:
+                yield local(*todo.pop())
+            else:  # the pool lags at the end: take its oldest batch back
+                pending.popleft()
+                fut.cancel()
+                yield local(b, lo, hi)
+    finally:  # do not wait for workers still starting; their batches were built here
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def stored_arrays(writer: DatasetWriter, b: int, host: dict[str, np.ndarray], device_out: dict[str, Any] | None
+                  ) -> dict[str, np.ndarray]:
+    """The arrays of storage batch ``b``: the stored host inputs and the device outputs, copied to
+    the host, cut to the batch's samples (padding dropped) and cast to the stored dtypes."""
+    lo, hi = writer.batch_range(b)
+    arrays = {k: v[:hi - lo] for k, v in host.items() if k in writer.fields}
+    for k, v in (device_out or {}).items():
+        arrays[k] = np.asarray(v)[:hi - lo].astype(writer.fields[k].dtype, copy=False)
+    return arrays
+
+
+def default_workers(num_samples: int) -> int:
+    """Host processes for :func:`generate`: ``min(8, cpus - 2)`` on 4 or more CPU cores for datasets of
+    256 samples or more (a pool's start, seconds, pays off only when the device stays busy), else 0."""
+    cpus = os.cpu_count() or 1
+    return min(8, cpus - 2) if cpus >= 4 and num_samples >= 256 else 0
+
+
+def default_writers() -> int:
+    """Writer threads for :func:`generate`: one per four CPU cores, 1 to 4."""
+    return max(1, min(4, (os.cpu_count() or 1) // 4))
 
 
 def _padded(arrays: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
@@ -134,7 +180,7 @@ def _padded(arrays: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
 
 def generate(config: DataConfig | dict[str, Any], out: str | Path, *, overwrite: bool = False,
              progress: bool = True, devices: list | None = None, max_batches: int | None = None,
-             workers: int = 0, log=None) -> dict[str, Any]:
+             workers: int = 0, writers: int | None = None, log=None) -> dict[str, Any]:
     """Generate (or resume, or confirm) the dataset of ``config`` in directory ``out``.
 
     Args:
@@ -145,17 +191,24 @@ def generate(config: DataConfig | dict[str, Any], out: str | Path, *, overwrite:
         devices: local devices to shard each batch over (default: all local devices).
         max_batches: stop after this many batches in this process (benchmarks; the dataset stays resumable).
         workers: host processes that build phantoms and sources ahead of the device (0: in this process).
+        writers: threads that copy finished batches to the host and write them (default
+            :func:`default_writers`); at most ``writers + 1`` batches wait for a writer.
         log: stream for status lines (default stderr).
 
     Returns:
         a report: ``status`` ("complete", "already complete" or "partial"), ``written`` (samples
-        written by this process), ``seconds``, ``samples_per_s``, ``process_index``, ``process_count``.
+        written by this process), ``seconds``, ``samples_per_s``, ``first_batch_s`` (seconds until
+        the first batch was written: compilation and start-up; ``None`` when nothing was written),
+        ``process_index``, ``process_count``.
 
     Raises:
         ValueError: invalid config, or ``out`` holds a different dataset and ``overwrite`` is False.
     """
     import jax
 
+    writers = default_writers() if writers is None else writers
+    if writers < 1:
+        raise ValueError(f"writers must be >= 1, got {writers}")
     log = log or sys.stderr
     config = as_config(config)
     scenario = scenarios.build(config)
@@ -169,7 +222,7 @@ def generate(config: DataConfig | dict[str, Any], out: str | Path, *, overwrite:
     if writer.complete:
         print(f"{out}: dataset already complete ({len(writer)} samples); nothing to do", file=log)
         return {"status": "already complete", "written": 0, "seconds": 0.0, "samples_per_s": 0.0,
-                "process_index": pid, "process_count": nproc}
+                "first_batch_s": None, "process_index": pid, "process_count": nproc}
     done = writer.done_batches()
     _barrier("pdesurrogate-data-listed")
     todo = [b for b in range(writer.num_batches) if b not in done]
@@ -190,8 +243,12 @@ def generate(config: DataConfig | dict[str, Any], out: str | Path, *, overwrite:
     else:
         simulate, padded_size = None, bs
 
-    pending: queue.Queue = queue.Queue(maxsize=2)
+    for name in writer.fields:  # open every array before the writer threads share the handles
+        writer.array(name)
+    pending: queue.Queue = queue.Queue(maxsize=writers + 1)
     failure: list[BaseException] = []
+    first_write: list[float] = []  # seconds from the start to each finished batch
+    bar_lock = threading.Lock()
 
     def write_loop() -> None:
         while True:
@@ -202,18 +259,17 @@ def generate(config: DataConfig | dict[str, Any], out: str | Path, *, overwrite:
                 continue
             b, host, extra, device_out = item
             try:
-                lo, hi = writer.batch_range(b)
-                n = hi - lo
-                arrays = {k: v[:n] for k, v in host.items() if k in writer.fields}
-                for k, v in (device_out or {}).items():
-                    arrays[k] = np.asarray(v)[:n].astype(writer.fields[k].dtype, copy=False)
+                arrays = stored_arrays(writer, b, host, device_out)
                 writer.write_batch(b, arrays, extra)
-                bar.update(n)
+                with bar_lock:
+                    bar.update(len(next(iter(arrays.values()))))
+                    first_write.append(time.perf_counter() - start_time)
             except BaseException as err:  # re-raised in the main thread
                 failure.append(err)
 
-    thread = threading.Thread(target=write_loop, name="dataset-writer", daemon=True)
-    thread.start()
+    threads = [threading.Thread(target=write_loop, name=f"dataset-writer-{i}", daemon=True) for i in range(writers)]
+    for thread in threads:
+        thread.start()
     try:
         for b, host, extra in host_batches(scenario, [(b, *writer.batch_range(b)) for b in mine], workers):
             if failure:
@@ -223,8 +279,10 @@ def generate(config: DataConfig | dict[str, Any], out: str | Path, *, overwrite:
                 device_out = simulate(_padded(host, padded_size))  # dispatched asynchronously
             pending.put((b, host, extra, device_out))
     finally:
-        pending.put(None)
-        thread.join()
+        for _ in threads:
+            pending.put(None)
+        for thread in threads:
+            thread.join()
         bar.close()
     if failure:
         raise failure[0]
@@ -238,4 +296,5 @@ def generate(config: DataConfig | dict[str, Any], out: str | Path, *, overwrite:
         print(f"{out}: {status}: wrote {n_mine} samples in {seconds:.1f} s "
               f"({n_mine / seconds if seconds > 0 else 0:.3g} samples/s) on {nproc} process(es)", file=log)
     return {"status": status, "written": n_mine, "seconds": seconds,
-            "samples_per_s": n_mine / seconds if seconds > 0 else 0.0, "process_index": pid, "process_count": nproc}
+            "samples_per_s": n_mine / seconds if seconds > 0 else 0.0,
+            "first_batch_s": min(first_write) if first_write else None, "process_index": pid, "process_count": nproc}

@@ -96,11 +96,14 @@ def _array_spec(path: Path, num_samples: int, spec: FieldSpec, chunk: int, level
     }
 
 
-def sample_stats(value: np.ndarray) -> list[float]:
-    """Per-sample statistics ``[mean, std, min, max]``; complex fields use the magnitude."""
-    v = np.abs(value) if np.iscomplexobj(value) else value
-    v = v.astype(np.float64)
-    return [float(v.mean()), float(v.std()), float(v.min()), float(v.max())]
+def batch_stats(values: np.ndarray) -> list[list[float]]:
+    """Per-sample statistics ``[mean, std, min, max]`` of a batch ``(n, ...)``, accumulated in
+    float64; complex fields use the magnitude."""
+    v = np.abs(values) if np.iscomplexobj(values) else values
+    v = v.reshape(len(v), -1)
+    mean = v.mean(axis=1, dtype=np.float64)
+    std = v.std(axis=1, dtype=np.float64)
+    return np.stack([mean, std, v.min(axis=1).astype(np.float64), v.max(axis=1).astype(np.float64)], 1).tolist()
 
 
 def _first_difference(a: Any, b: Any, where: str = "data") -> str:
@@ -327,7 +330,7 @@ class DatasetWriter(Dataset):
             futures.append(self.array(name)[start:stop].write(value))
         for f in futures:
             f.result()
-        stats = {name: [sample_stats(v) for v in value] for name, value in arrays.items()
+        stats = {name: batch_stats(np.asarray(value)) for name, value in arrays.items()
                  if np.issubdtype(np.asarray(value).dtype, np.inexact)}
         marker = {"batch": b, "start": start, "stop": stop, "stats": stats, "extra": extra or {}}
         write_text(self.path / "done" / f"b{b:08d}.json", json.dumps(marker))

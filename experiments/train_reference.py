@@ -4,9 +4,10 @@
     uv run python experiments/train_reference.py --budget   # GPU grids, fewer samples and steps
     uv run python experiments/train_reference.py --small    # CPU smoke run, minutes
 
-Stages, each skipped when its output exists, so a killed run continues where it stopped; they run
-in the order acoustic stepper, optical field operator, USCT trace operator, speed study, Maxwell
-stepper, ablation:
+Stages (``--stages``, default all), each skipped when its output exists, so a killed run continues
+where it stopped: stepper, optics (optical field operator), usct (USCT trace operator), speed,
+maxwell (Maxwell stepper), ablation. Results of stages not run are kept from an existing results
+file, so the stages can run in separate calls or on separate machines:
 
 1. Datasets: ``acoustic_stepper_128`` with velocity stored (time reversal needs it), 20 macro
    steps and 5000 samples, ``maxwell_stepper_128``, ``maxwell_field_128`` and ``usct_128``, each
@@ -108,7 +109,11 @@ def gpu_experiments() -> dict[str, dict[str, Any]]:
     return {"stepper": stepper, "maxwell_stepper": maxwell_stepper, "optics": optics, "usct": usct}
 
 
-BUDGET_STEPS = 3000
+# Sized for a 15-minute device session in two calls (see the README's GPU section): on an H200
+# the acoustic stepper (unroll 3, time reversal, residual, batch 32, 2 windows) trains at 7.7
+# steps/s, so 3000 steps took 390 s alone.
+BUDGET_STEPS = 1000
+BUDGET_ABLATION_STEPS = 300
 
 
 def budget_experiments() -> dict[str, dict[str, Any]]:
@@ -117,8 +122,8 @@ def budget_experiments() -> dict[str, dict[str, Any]]:
     experiments = gpu_experiments()
     for name, n in (("stepper", 1024), ("maxwell_stepper", 512), ("optics", 512), ("usct", 512)):
         experiments[name]["data"]["num_samples"] = n
-        experiments[name]["train"] |= {"steps": BUDGET_STEPS, "warmup_steps": 100, "validate_every": 500,
-                                       "checkpoint_every": 500}
+        experiments[name]["train"] |= {"steps": BUDGET_STEPS, "warmup_steps": 50, "validate_every": 250,
+                                       "checkpoint_every": 250}
     return experiments
 
 
@@ -441,23 +446,37 @@ def markdown(results: dict[str, Any]) -> str:
     lines += ["", "## Ablation (acoustic stepper, same data, steps and model)", "", *hdr]
     lines += [_row(name, r) for name, r in results["ablation"].items()]
     lines += ["", "## Not covered", "", *[f"- {n}" for n in results["not_covered"]], ""]
+    if results.get("stage_seconds"):
+        lines += ["## Stage wall times (s, data and compilation included)", "",
+                  ", ".join(f"{k} {v:.0f}" for k, v in results["stage_seconds"].items()), ""]
     return "\n".join(lines)
 
 
 MODE_TEXT = {"small": "--small (CPU smoke sizes)", "full": "full",
-             "budget": f"--budget (GPU grids, fewer samples, {BUDGET_STEPS} training steps; not the targets' sizes)"}
+             "budget": f"--budget (GPU grids, fewer samples, {BUDGET_STEPS} training steps, {BUDGET_ABLATION_STEPS} "
+                       "for the ablation; not the targets' sizes)"}
 NOT_COVERED = ["Maxwell stepper: no physics residual (the wave residual is acoustic)",
                "USCT trace operator: no physics loss (the Helmholtz residual needs grid phasors)"]
+
+
+STAGES = ("stepper", "optics", "usct", "speed", "maxwell", "ablation")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sizes = ap.add_mutually_exclusive_group()
     sizes.add_argument("--small", action="store_true", help="CPU smoke sizes")
-    sizes.add_argument("--budget", action="store_true", help="GPU grids, fewer samples and steps (one device call)")
+    sizes.add_argument("--budget", action="store_true", help="GPU grids, fewer samples and steps (short device calls)")
     ap.add_argument("--work", default=None, help="datasets and runs (default: runs/reference[_<mode>])")
     ap.add_argument("--results", default=str(REPO / "experiments" / "results"))
+    ap.add_argument("--stages", default=",".join(STAGES),
+                    help=f"comma-separated stages to run, of {','.join(STAGES)} (default: all); results of the "
+                         "other stages are kept from an existing results file, so stages can run on different "
+                         "machines; a stage trains the runs it needs if they are missing")
     args = ap.parse_args(argv)
+    stages = [st for st in args.stages.split(",") if st]
+    if not stages or any(st not in STAGES for st in stages):
+        raise ValueError(f"stages must be a comma-separated subset of {','.join(STAGES)}, got {args.stages!r}")
     mode = "small" if args.small else "budget" if args.budget else "full"
     t0 = time.perf_counter()
     work = Path(args.work or REPO / "runs" / ("reference" if mode == "full" else f"reference_{mode}"))
@@ -465,10 +484,15 @@ def main(argv: list[str] | None = None) -> int:
     backend = jax.default_backend()
     label = backend if mode == "full" else f"{backend}_{mode}"
     stepper, optics, usct = experiments["stepper"], experiments["optics"], experiments["usct"]
+    out = Path(args.results)
+    previous = out / f"surrogates_{label}.json"
     results: dict[str, Any] = {"label": label, "mode": mode, "backend": backend,
                                "device": f"{backend} {jax.devices()[0].device_kind}", "reference": {},
-                               "ablation": {}, "speed": {}, "not_covered": NOT_COVERED}
-    out = Path(args.results)
+                               "ablation": {}, "speed": {}, "stage_seconds": {}, "not_covered": NOT_COVERED}
+    if previous.is_file():  # keep what earlier runs (maybe on another machine) measured
+        old = json.loads(previous.read_text())
+        for key in ("reference", "ablation", "speed", "stage_seconds"):
+            results[key] |= old.get(key, {})
 
     def save() -> None:  # after every stage, so a run cut short still reports what it finished
         results["wall_s"] = time.perf_counter() - t0
@@ -481,35 +505,62 @@ def main(argv: list[str] | None = None) -> int:
         return [main_set] + [ensure_dataset(d, work / f"{name}_{split}")
                              for split, d in test_sets(experiment, mode, dt).items()]
 
+    started: dict[str, float] = {}
+
+    def stage(name: str) -> bool:
+        """Whether stage ``name`` runs; starts its clock."""
+        started[name] = time.perf_counter()
+        return name in stages
+
+    def done(name: str) -> None:
+        results["stage_seconds"][name] = time.perf_counter() - started[name]
+        save()
+
     batch = 4 if mode == "small" else 32
     reference, speed = results["reference"], results["speed"]
-    stepper_sets = with_test_sets("acoustic_stepper", stepper, True)
-    ref_run = ensure_run(stepper, stepper_sets[0], work / "runs" / "stepper")
-    reference["acoustic stepper"] = evaluated(ref_run, stepper_sets)
-    save()
-    optics_sets = with_test_sets("optics", optics, False)
-    field_run = ensure_run(optics, optics_sets[0], work / "runs" / "optics")
-    reference["optical field operator"] = evaluated(field_run, optics_sets)
-    save()
-    usct_sets = with_test_sets("usct", usct, True)
-    trace_run = ensure_run(usct, usct_sets[0], work / "runs" / "usct")
-    reference["USCT trace operator"] = evaluated(trace_run, usct_sets)
-    save()
-    speed["stepper_break_even"] = stepper_break_even(ref_run, stepper_sets[0], batch)
-    speed["stepper_equal_accuracy"] = stepper_equal_accuracy(ref_run, stepper_sets[0], batch)
-    speed["field_equal_accuracy"] = field_equal_accuracy(field_run, optics_sets[0], min(batch, 4))
-    speed["trace_equal_accuracy"] = trace_equal_accuracy(trace_run, usct_sets[0], min(batch, 4))
-    save()
-    maxwell_sets = with_test_sets("maxwell_stepper", experiments["maxwell_stepper"], False)
-    mx_run = ensure_run(experiments["maxwell_stepper"], maxwell_sets[0], work / "runs" / "maxwell_stepper")
-    reference["Maxwell TM stepper"] = evaluated(mx_run, maxwell_sets)
-    save()
-    for i, (name, change) in enumerate(ABLATION.items()):
-        exp = copy.deepcopy(stepper)
-        exp["train"] = {k: v for k, v in exp["train"].items() if k not in ("loss", "unroll")} | change
-        run = ensure_run(exp, stepper_sets[0], work / "runs" / f"ablation_{i}")
-        results["ablation"][name] = evaluated(run, [stepper_sets[0]])
-        save()
+    if stage("stepper"):
+        stepper_sets = with_test_sets("acoustic_stepper", stepper, True)
+        reference["acoustic stepper"] = evaluated(ensure_run(stepper, stepper_sets[0], work / "runs" / "stepper"),
+                                                  stepper_sets)
+        done("stepper")
+    if stage("optics"):
+        optics_sets = with_test_sets("optics", optics, False)
+        reference["optical field operator"] = evaluated(ensure_run(optics, optics_sets[0], work / "runs" / "optics"),
+                                                        optics_sets)
+        done("optics")
+    if stage("usct"):
+        usct_sets = with_test_sets("usct", usct, True)
+        reference["USCT trace operator"] = evaluated(ensure_run(usct, usct_sets[0], work / "runs" / "usct"),
+                                                     usct_sets)
+        done("usct")
+    if stage("speed"):
+        stepper_set = with_test_sets("acoustic_stepper", stepper, True)[0]
+        ref_run = ensure_run(stepper, stepper_set, work / "runs" / "stepper")
+        optics_set = with_test_sets("optics", optics, False)[0]
+        field_run = ensure_run(optics, optics_set, work / "runs" / "optics")
+        usct_set = with_test_sets("usct", usct, True)[0]
+        trace_run = ensure_run(usct, usct_set, work / "runs" / "usct")
+        speed["stepper_break_even"] = stepper_break_even(ref_run, stepper_set, batch)
+        speed["stepper_equal_accuracy"] = stepper_equal_accuracy(ref_run, stepper_set, batch)
+        speed["field_equal_accuracy"] = field_equal_accuracy(field_run, optics_set, min(batch, 4))
+        speed["trace_equal_accuracy"] = trace_equal_accuracy(trace_run, usct_set, min(batch, 4))
+        done("speed")
+    if stage("maxwell"):
+        maxwell_sets = with_test_sets("maxwell_stepper", experiments["maxwell_stepper"], False)
+        mx_run = ensure_run(experiments["maxwell_stepper"], maxwell_sets[0], work / "runs" / "maxwell_stepper")
+        reference["Maxwell TM stepper"] = evaluated(mx_run, maxwell_sets)
+        done("maxwell")
+    if stage("ablation"):
+        stepper_set = with_test_sets("acoustic_stepper", stepper, True)[0]
+        for i, (name, change) in enumerate(ABLATION.items()):
+            exp = copy.deepcopy(stepper)
+            exp["train"] = {k: v for k, v in exp["train"].items() if k not in ("loss", "unroll")} | change
+            if mode == "budget":
+                exp["train"]["steps"] = BUDGET_ABLATION_STEPS
+            run = ensure_run(exp, stepper_set, work / "runs" / f"ablation_{i}")
+            results["ablation"][name] = evaluated(run, [stepper_set])
+            save()
+        done("ablation")
     print(markdown(results))
     print(f"wrote {out}/surrogates_{label}.md/.json in {results['wall_s']:.0f} s")
     return 0

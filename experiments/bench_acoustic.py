@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pdesurrogate.io import write_json, write_text  # noqa: E402
 from solvers import Grid, PointSampler, acoustic  # noqa: E402
+from solvers.grid import fft_size  # noqa: E402
 from solvers.acoustic.jwave_oracle import jwave_simulator  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -139,7 +140,7 @@ def time_to_accuracy(small: bool) -> dict:
 
     def setup(cells_per_sigma: float):
         h = sigma / cells_per_sigma
-        n = int(math.ceil(extent / h)) + 2 * PML
+        n = fft_size(int(math.ceil(extent / h)) + 2 * PML)  # FFT-friendly, for pstd and jwave alike
         grid = Grid((n, n), h)
         centre = (n - 1) / 2 * h
         xy = grid.coordinates() - centre

@@ -89,3 +89,29 @@ class Grid(eqx.Module):
                 f"(margin {margin} cells); {int(bad.sum())} position(s) outside, e.g. {first.tolist()}"
             )
         return pts
+
+
+FFT_PRIMES = (2, 3, 5, 7)
+
+
+def fft_size(n: int) -> int:
+    """The smallest size ``>= n`` with no prime factor above 7.
+
+    FFT libraries (cuFFT, pocketfft, DUCC) are fastest on such sizes and fall back to slower
+    algorithms (Bluestein) for large prime factors, so pseudospectral (``pstd``) grids should use
+    them, as k-Wave's ``checkFactors`` advises. Example: ``fft_size(574) == 576``.
+
+    Raises:
+        ValueError: if ``n`` is not a positive integer.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    m = int(n)
+    while True:
+        rest = m
+        for p in FFT_PRIMES:
+            while rest % p == 0:
+                rest //= p
+        if rest == 1:
+            return m
+        m += 1

@@ -13,6 +13,7 @@ import pytest
 from pdesurrogate.config import dump_toml, load_toml, parse, spec, to_dict
 from pdesurrogate.progress import Progress
 from solvers import Grid, PointSampler, signals
+from solvers.grid import fft_size
 from solvers.scan import scan
 
 
@@ -35,6 +36,25 @@ def test_grid_coordinates_follow_index_times_spacing():
 def test_grid_rejects_bad_input(kwargs, match):
     with pytest.raises(ValueError, match=match):
         Grid(**kwargs)
+
+
+def test_fft_size_is_the_next_7_smooth_size():
+    assert [fft_size(n) for n in (1, 7, 11, 41, 574, 1107, 1747, 1024)] == [1, 7, 12, 42, 576, 1120, 1750, 1024]
+    brute = [next(m for m in range(n, 2 * n + 8) if all(p <= 7 for p in _prime_factors(m))) for n in range(1, 300)]
+    assert [fft_size(n) for n in range(1, 300)] == brute
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="n must be a positive integer"):
+            fft_size(bad)
+
+
+def _prime_factors(m: int) -> list[int]:
+    out, p = [], 2
+    while m > 1:
+        while m % p == 0:
+            out.append(p)
+            m //= p
+        p += 1
+    return out
 
 
 def test_check_points_names_argument_and_range():

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 from solvers import Grid, Stepper, maxwell
+from solvers.maxwell import cpml
+from solvers.maxwell.yee import diff, slab_diff
 
 
 def _pulse(grid: Grid, n_comp: int, dtype) -> np.ndarray:
@@ -88,3 +90,20 @@ def test_scalar_medium_equals_array(shape, polarization):
         out.append(st.run(st.init(e0), 20))
     np.testing.assert_array_equal(np.asarray(out[0].e), np.asarray(out[1].e))
     np.testing.assert_array_equal(np.asarray(out[0].h), np.asarray(out[1].h))
+
+
+@pytest.mark.parametrize("shape", [(11, 9), (8, 10, 9)])
+@pytest.mark.parametrize("forward", [True, False])
+def test_cpml_slab_helpers_match_full_difference(shape, forward):
+    """slab_diff is diff on the 2 * size slab indices; embed puts the slabs back around zeros."""
+    f = jnp.asarray(np.random.default_rng(1).standard_normal(shape), jnp.float32)
+    size = 3
+    for axis, n in enumerate(shape):
+        idx = np.r_[0:size, n - size:n]
+        full = np.asarray(diff(f, axis, forward, periodic=False))
+        slabs = slab_diff(f, axis, forward, size)
+        np.testing.assert_array_equal(np.asarray(slabs), np.take(full, idx, axis=axis))
+        embedded = np.zeros(shape, np.float32)
+        np.put_along_axis(embedded, idx.reshape([-1 if a == axis else 1 for a in range(len(shape))]),
+                          np.asarray(slabs), axis=axis)
+        np.testing.assert_array_equal(np.asarray(cpml.embed(slabs, axis, n)), embedded)

@@ -103,6 +103,27 @@ def diff(f: jax.Array, axis: int, forward: bool, periodic: bool) -> jax.Array:
     return f - jnp.concatenate([zero, lax.slice_in_dim(f, 0, n - 1, axis=axis)], axis)
 
 
+def slab_diff(f: jax.Array, axis: int, forward: bool, size: int) -> jax.Array:
+    """``diff(f, axis, forward, periodic=False)`` on the first and last ``size`` indices only.
+
+    Built from slices of ``f``, not of the full difference, so that the full difference keeps a
+    single consumer and XLA fuses it into the field update instead of materialising it.
+
+    Args:
+        f: field component, shape ``(*shape)``.
+
+    Returns:
+        the differences on the two slabs, ``shape`` with ``axis`` of length ``2 * size``.
+    """
+    n = f.shape[axis]
+    # A forward difference reads one cell past the lower slab, a backward one one cell before the
+    # upper slab; at the walls ``diff`` pads with zeros as it does for the full array.
+    lo = diff(lax.slice_in_dim(f, 0, size + int(forward), axis=axis), axis, forward, periodic=False)
+    hi = diff(lax.slice_in_dim(f, n - size - int(not forward), n, axis=axis), axis, forward, periodic=False)
+    return jnp.concatenate([lax.slice_in_dim(lo, 0, size, axis=axis),
+                            lax.slice_in_dim(hi, hi.shape[axis] - size, hi.shape[axis], axis=axis)], axis)
+
+
 def pec_mask(shape: tuple[int, ...], component: int, periodic: tuple[bool, ...]) -> np.ndarray:
     """1 where E component ``component`` is free, 0 where it is tangential to a PEC wall or outside the box."""
     mask = np.ones(shape)
@@ -218,22 +239,18 @@ class YeeOperator(eqx.Module):
             coefs = (None,) * len(terms)
         n_out = len(self.mode.e if out == "e" else self.mode.h)
         acc = [None] * n_out
-        new_psi, k, p = [], 0, self.pml_size
+        new_psi, k = [], 0
         for (o, a, i, s), coef in zip(terms, coefs):
             d = diff(f[i], a, forward=(out == "h"), periodic=self.periodic[a])
             if coef is not None:
-                n = self.shape[a]
                 ps = psi[k]
                 if update_psi:
-                    slab = jnp.concatenate([lax.slice_in_dim(d, 0, p, axis=a),
-                                            lax.slice_in_dim(d, n - p, n, axis=a)], a)
-                    ps = coef[0] * ps + coef[1] * slab
+                    b, c = coef
+                    ps = b * ps + c * slab_diff(f[i], a, forward=(out == "h"), size=self.pml_size)
+                # d + psi on the slabs as one elementwise expression, fused into the update.
+                d = d + cpml.embed(ps, a, self.shape[a])
                 new_psi.append(ps)
                 k += 1
-                d = lax.dynamic_update_slice_in_dim(
-                    d, lax.slice_in_dim(d, 0, p, axis=a) + lax.slice_in_dim(ps, 0, p, axis=a), 0, axis=a)
-                d = lax.dynamic_update_slice_in_dim(
-                    d, lax.slice_in_dim(d, n - p, n, axis=a) + lax.slice_in_dim(ps, p, 2 * p, axis=a), n - p, axis=a)
             acc[o] = s * d if acc[o] is None else acc[o] + s * d
         return jnp.stack(acc), (tuple(new_psi) if pml else psi)
 

@@ -155,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
 
     names = args.configs.split(",") if args.configs else (SMALL_CONFIGS if args.small else GPU_CONFIGS)
     batches = args.batches or (6 if args.small else 24)
+    if batches < 2:
+        raise ValueError(f"--batches must be >= 2 (steady state starts after the first batch), got {batches}")
     from training.data.generate import default_writers
 
     workers = 0 if args.small and args.workers is None else args.workers

@@ -46,7 +46,7 @@ def bench_config(name: str, batches: int, workers: int | None, writers: int, scr
     import jax
 
     from training.data import generate, load_data_config
-    from training.data.generate import BatchedSimulator, batch_inputs, default_workers, stored_arrays
+    from training.data.generate import BatchedSimulator, batch_inputs, default_workers, padded, stored_arrays
     from training.data.scenarios import build
     from training.data.storage import DatasetWriter
 
@@ -61,9 +61,7 @@ def bench_config(name: str, batches: int, workers: int | None, writers: int, scr
     t0 = time.perf_counter()
     host = [batch_inputs(scenario, list(range(b * bs, (b + 1) * bs))) for b in range(batches)]
     host_s = time.perf_counter() - t0
-    padded = [{k: np.concatenate([v, np.repeat(v[-1:], pad - bs, 0)]) for k, v in h.items()} if pad != bs else h
-              for h, _ in host]
-    placed = [sim.place(h) for h in padded]
+    placed = [sim.place(padded(h, pad)) for h, _ in host]
     jax.block_until_ready(placed)
 
     t0 = time.perf_counter()
@@ -90,8 +88,9 @@ def bench_config(name: str, batches: int, workers: int | None, writers: int, scr
     del outputs
 
     out_dir = scratch / name
-    report = generate(config, out_dir, overwrite=True, progress=False, workers=workers, writers=writers,
-                      log=open(os.devnull, "w"))
+    with open(os.devnull, "w") as devnull:
+        report = generate(config, out_dir, overwrite=True, progress=False, workers=workers, writers=writers,
+                          log=devnull)
     assert report["status"] == "complete", report
     gen_s, first_s = report["seconds"], report["first_batch_s"]
     disk = sum(f.stat().st_size for f in out_dir.rglob("*") if f.is_file())

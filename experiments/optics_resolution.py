@@ -29,9 +29,9 @@ sys.path.insert(0, str(REPO))
 
 from pdesurrogate.config import load_toml  # noqa: E402
 from pdesurrogate.evaluation.metrics import relative_l2  # noqa: E402
-from training import refinement  # noqa: E402
 from training.data import phantoms, scenarios  # noqa: E402
 from training.data.config import effective, parse_data_config  # noqa: E402
+from training.physics import edge_mask  # noqa: E402
 
 SPACINGS = (4e-8, 2.5e-8, 2e-8, 1.6e-8)
 
@@ -42,7 +42,7 @@ def errors(data: dict, spacing: float, samples: int) -> dict[str, float]:
     media = np.stack([phantoms.phantom(cfg, cfg.seed, i).medium["refractive_index"] for i in range(samples)])
     media = jnp.asarray(np.concatenate([media, np.full((1, *cfg.shape), phantoms.WATER_INDEX, np.float32)]))
     coarse, fine = (jax.jit(jax.vmap(lambda n, r=r: scenarios.optics_runs(cfg, r)(n)[0])) for r in (1, 2))
-    mask = refinement.interior_mask(tuple(cfg.shape), cfg.optics.pml_size)
+    mask = edge_mask(tuple(cfg.shape), cfg.optics.pml_size).astype(bool)
     a, b = np.asarray(coarse(media)), np.asarray(fine(media))
     e = relative_l2(np.where(mask, a, 0), np.where(mask, b, 0))
     return {"spacing_m": spacing, "cells_per_wavelength_in_water": cfg.optics.wavelength / phantoms.WATER_INDEX / spacing,

@@ -54,6 +54,7 @@ from pdesurrogate.evaluation.metrics import relative_l2  # noqa: E402
 from pdesurrogate.io import write_json, write_text  # noqa: E402
 from training import refinement  # noqa: E402
 from training.evaluation import evaluate_run  # noqa: E402
+from training.physics import edge_mask  # noqa: E402
 from pdesurrogate.surrogate import FieldOperator, Surrogate, TraceOperator, read_spec  # noqa: E402
 
 CONFIGS = REPO / "experiments" / "configs"
@@ -261,7 +262,7 @@ def stepper_equal_accuracy(run: Path, data: Path, batch: int) -> dict[str, Any]:
     total, dt0 = n_macro * spec["macro_steps"], spec["solver_dt"]
     grid = Grid(tuple(spec["shape"]), spec["spacing"])
     fastest = acoustic.Medium(sound_speed=phantoms.max_sound_speed(ds.config), density=phantoms.WATER_DENSITY)
-    mask = refinement.interior_mask(grid.shape, spec["pml_size"])
+    mask = edge_mask(grid.shape, spec["pml_size"]).astype(bool)
 
     def solver(scheme: str, order: int, refine: int, coarsen: int, dt: float, nsteps: int):
         g = refinement.regrid(grid, refine, coarsen)
@@ -316,7 +317,7 @@ def field_equal_accuracy(run: Path, data: Path, batch: int) -> dict[str, Any]:
     s = ds.read(idx, ["refractive_index", "field"])
     media = jnp.asarray(s["refractive_index"])
     full = scenarios.optics_duration(cfg)
-    mask = refinement.interior_mask(tuple(cfg.shape), cfg.optics.pml_size)
+    mask = edge_mask(tuple(cfg.shape), cfg.optics.pml_size).astype(bool)
 
     def fdtd(refine: int, duration: float):
         runs = scenarios.optics_runs(cfg, refine, duration)
@@ -460,6 +461,11 @@ NOT_COVERED = ["Maxwell stepper: no physics residual (the wave residual is acous
 
 
 STAGES = ("stepper", "optics", "usct", "speed", "maxwell", "ablation")
+# stage: (results name, experiment key = run directory, dataset directory, acoustic (dt-pinned test sets))
+REFERENCE = {"stepper": ("acoustic stepper", "stepper", "acoustic_stepper", True),
+             "optics": ("optical field operator", "optics", "optics", False),
+             "usct": ("USCT trace operator", "usct", "usct", True),
+             "maxwell": ("Maxwell TM stepper", "maxwell_stepper", "maxwell_stepper", False)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -483,7 +489,6 @@ def main(argv: list[str] | None = None) -> int:
     experiments = MODES[mode]()
     backend = jax.default_backend()
     label = backend if mode == "full" else f"{backend}_{mode}"
-    stepper, optics, usct = experiments["stepper"], experiments["optics"], experiments["usct"]
     out = Path(args.results)
     previous = out / f"surrogates_{label}.json"
     results: dict[str, Any] = {"label": label, "mode": mode, "backend": backend,
@@ -499,68 +504,44 @@ def main(argv: list[str] | None = None) -> int:
         write_json(out / f"surrogates_{label}.json", results)
         write_text(out / f"surrogates_{label}.md", markdown(results))
 
-    def with_test_sets(name: str, experiment: dict[str, Any], acoustic: bool) -> list[Path]:
-        main_set = ensure_dataset(experiment["data"], work / name)
+    def trained(stage: str) -> tuple[list[Path], Path]:
+        """The datasets (main, then rare-lesion and OOD test sets) and the trained run of the
+        reference surrogate of ``stage``, each generated or trained only if missing."""
+        _, key, data_dir, acoustic = REFERENCE[stage]
+        experiment = experiments[key]
+        main_set = ensure_dataset(experiment["data"], work / data_dir)
         dt = json.loads((main_set / "manifest.json").read_text())["constants"]["dt"] if acoustic else None
-        return [main_set] + [ensure_dataset(d, work / f"{name}_{split}")
+        sets = [main_set] + [ensure_dataset(d, work / f"{data_dir}_{split}")
                              for split, d in test_sets(experiment, mode, dt).items()]
-
-    started: dict[str, float] = {}
-
-    def stage(name: str) -> bool:
-        """Whether stage ``name`` runs; starts its clock."""
-        started[name] = time.perf_counter()
-        return name in stages
-
-    def done(name: str) -> None:
-        results["stage_seconds"][name] = time.perf_counter() - started[name]
-        save()
+        return sets, ensure_run(experiment, main_set, work / "runs" / key)
 
     batch = 4 if mode == "small" else 32
-    reference, speed = results["reference"], results["speed"]
-    if stage("stepper"):
-        stepper_sets = with_test_sets("acoustic_stepper", stepper, True)
-        reference["acoustic stepper"] = evaluated(ensure_run(stepper, stepper_sets[0], work / "runs" / "stepper"),
-                                                  stepper_sets)
-        done("stepper")
-    if stage("optics"):
-        optics_sets = with_test_sets("optics", optics, False)
-        reference["optical field operator"] = evaluated(ensure_run(optics, optics_sets[0], work / "runs" / "optics"),
-                                                        optics_sets)
-        done("optics")
-    if stage("usct"):
-        usct_sets = with_test_sets("usct", usct, True)
-        reference["USCT trace operator"] = evaluated(ensure_run(usct, usct_sets[0], work / "runs" / "usct"),
-                                                     usct_sets)
-        done("usct")
-    if stage("speed"):
-        stepper_set = with_test_sets("acoustic_stepper", stepper, True)[0]
-        ref_run = ensure_run(stepper, stepper_set, work / "runs" / "stepper")
-        optics_set = with_test_sets("optics", optics, False)[0]
-        field_run = ensure_run(optics, optics_set, work / "runs" / "optics")
-        usct_set = with_test_sets("usct", usct, True)[0]
-        trace_run = ensure_run(usct, usct_set, work / "runs" / "usct")
-        speed["stepper_break_even"] = stepper_break_even(ref_run, stepper_set, batch)
-        speed["stepper_equal_accuracy"] = stepper_equal_accuracy(ref_run, stepper_set, batch)
-        speed["field_equal_accuracy"] = field_equal_accuracy(field_run, optics_set, min(batch, 4))
-        speed["trace_equal_accuracy"] = trace_equal_accuracy(trace_run, usct_set, min(batch, 4))
-        done("speed")
-    if stage("maxwell"):
-        maxwell_sets = with_test_sets("maxwell_stepper", experiments["maxwell_stepper"], False)
-        mx_run = ensure_run(experiments["maxwell_stepper"], maxwell_sets[0], work / "runs" / "maxwell_stepper")
-        reference["Maxwell TM stepper"] = evaluated(mx_run, maxwell_sets)
-        done("maxwell")
-    if stage("ablation"):
-        stepper_set = with_test_sets("acoustic_stepper", stepper, True)[0]
-        for i, (name, change) in enumerate(ABLATION.items()):
-            exp = copy.deepcopy(stepper)
-            exp["train"] = {k: v for k, v in exp["train"].items() if k not in ("loss", "unroll")} | change
-            if mode == "budget":
-                exp["train"]["steps"] = BUDGET_ABLATION_STEPS
-            run = ensure_run(exp, stepper_set, work / "runs" / f"ablation_{i}")
-            results["ablation"][name] = evaluated(run, [stepper_set])
-            save()
-        done("ablation")
+    for stage in (st for st in STAGES if st in stages):
+        started = time.perf_counter()
+        if stage in REFERENCE:
+            sets, run = trained(stage)
+            results["reference"][REFERENCE[stage][0]] = evaluated(run, sets)
+        elif stage == "speed":
+            (stepper_set, *_), stepper_run = trained("stepper")
+            (optics_set, *_), field_run = trained("optics")
+            (usct_set, *_), trace_run = trained("usct")
+            speed = results["speed"]
+            speed["stepper_break_even"] = stepper_break_even(stepper_run, stepper_set, batch)
+            speed["stepper_equal_accuracy"] = stepper_equal_accuracy(stepper_run, stepper_set, batch)
+            speed["field_equal_accuracy"] = field_equal_accuracy(field_run, optics_set, min(batch, 4))
+            speed["trace_equal_accuracy"] = trace_equal_accuracy(trace_run, usct_set, min(batch, 4))
+        else:  # ablation
+            (stepper_set, *_), _ = trained("stepper")
+            for i, (name, change) in enumerate(ABLATION.items()):
+                exp = copy.deepcopy(experiments["stepper"])
+                exp["train"] = {k: v for k, v in exp["train"].items() if k not in ("loss", "unroll")} | change
+                if mode == "budget":
+                    exp["train"]["steps"] = BUDGET_ABLATION_STEPS
+                run = ensure_run(exp, stepper_set, work / "runs" / f"ablation_{i}")
+                results["ablation"][name] = evaluated(run, [stepper_set])
+                save()
+        results["stage_seconds"][stage] = time.perf_counter() - started
+        save()
     print(markdown(results))
     print(f"wrote {out}/surrogates_{label}.md/.json in {results['wall_s']:.0f} s")
     return 0

@@ -98,11 +98,3 @@ def data_nodes(x: jnp.ndarray, ndim: int, refine: int) -> jnp.ndarray:
     """A field on a grid refined by ``refine`` at the data grid's nodes, ``(..., *shape)``."""
     return _every(x, ndim, check_int_range("refine", refine, 1))
 
-
-def interior_mask(shape: tuple[int, ...], margin: int) -> np.ndarray:
-    """``True`` on data nodes at least ``margin`` nodes from every edge (outside an absorbing layer)."""
-    check_int_range("margin", margin, 0, (min(shape) - 1) // 2)
-    mask = np.zeros(shape, bool)
-    mask[tuple(slice(margin, n - margin) for n in shape)] = True
-    return mask
-

@@ -172,7 +172,7 @@ def default_writers() -> int:
     return max(1, min(4, (os.cpu_count() or 1) // 4))
 
 
-def _padded(arrays: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
+def padded(arrays: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
     """Batch ``arrays`` padded to ``size`` rows by repeating the last sample (its results are dropped)."""
     return {k: np.concatenate([v, np.repeat(v[-1:], size - len(v), axis=0)]) if len(v) < size else v
             for k, v in arrays.items()}
@@ -247,7 +247,7 @@ def generate(config: DataConfig | dict[str, Any], out: str | Path, *, overwrite:
         writer.array(name)
     pending: queue.Queue = queue.Queue(maxsize=writers + 1)
     failure: list[BaseException] = []
-    first_write: list[float] = []  # seconds from the start to each finished batch
+    first_write: list[float] = []  # seconds from the start to the first finished batch
     bar_lock = threading.Lock()
 
     def write_loop() -> None:
@@ -263,7 +263,8 @@ def generate(config: DataConfig | dict[str, Any], out: str | Path, *, overwrite:
                 writer.write_batch(b, arrays, extra)
                 with bar_lock:
                     bar.update(len(next(iter(arrays.values()))))
-                    first_write.append(time.perf_counter() - start_time)
+                    if not first_write:
+                        first_write.append(time.perf_counter() - start_time)
             except BaseException as err:  # re-raised in the main thread
                 failure.append(err)
 
@@ -276,7 +277,7 @@ def generate(config: DataConfig | dict[str, Any], out: str | Path, *, overwrite:
                 break
             device_out = None
             if simulate is not None:
-                device_out = simulate(_padded(host, padded_size))  # dispatched asynchronously
+                device_out = simulate(padded(host, padded_size))  # dispatched asynchronously
             pending.put((b, host, extra, device_out))
     finally:
         for _ in threads:
@@ -297,4 +298,4 @@ def generate(config: DataConfig | dict[str, Any], out: str | Path, *, overwrite:
               f"({n_mine / seconds if seconds > 0 else 0:.3g} samples/s) on {nproc} process(es)", file=log)
     return {"status": status, "written": n_mine, "seconds": seconds,
             "samples_per_s": n_mine / seconds if seconds > 0 else 0.0,
-            "first_batch_s": min(first_write) if first_write else None, "process_index": pid, "process_count": nproc}
+            "first_batch_s": first_write[0] if first_write else None, "process_index": pid, "process_count": nproc}

@@ -63,6 +63,26 @@ def test_traces_task_rejects_a_physics_residual():
         shot_loss(lambda x: x[:1, :5, :3], batch, None, weights=LossWeights(residual=0.1))
 
 
+def test_shot_loss_leaves_out_the_masked_receivers():
+    """Each shot's error is taken over the receivers the mask keeps: a wrong trace at the masked
+    (emitting) element changes nothing; the same error at a kept element does."""
+    from training.data import scenarios
+    from training.losses import shot_loss
+
+    model = lambda x: x[0, :5, :3]  # noqa: E731  (medium channel 0 as the predicted (5, 3) traces)
+    medium = jnp.ones((1, 2, 8, 8))
+    batch = {"medium": medium, "condition": jnp.ones((1, 2, 1, 8, 8)), "traces": jnp.ones((1, 2, 5, 3)),
+             "receivers": jnp.asarray(scenarios.receiver_mask(np.array([0, 2]), 3))[None]}
+    exact, _ = shot_loss(model, batch, None)
+    assert float(exact) == pytest.approx(0.0)
+    at_emitter = batch | {"traces": batch["traces"].at[0, 0, :, 0].set(7.0)}  # shot 0 emits from element 0
+    assert float(shot_loss(model, at_emitter, None)[0]) == pytest.approx(0.0)
+    at_receiver = batch | {"traces": batch["traces"].at[0, 0, :, 1].set(7.0)}
+    assert float(shot_loss(model, at_receiver, None)[0]) > 0.1
+    with pytest.raises(ValueError, match="receivers"):
+        shot_loss(model, batch | {"receivers": batch["receivers"][:, :1]}, None)
+
+
 def test_distance_channels():
     maps = distance_channels((8, 6), 0.5, np.array([[1.0, 0.5], [0.0, 0.0]]), scale=2.0)
     assert maps.shape == (2, 1, 8, 6)

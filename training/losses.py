@@ -236,9 +236,10 @@ def field_loss(model: Callable[[jax.Array], jax.Array], batch: dict[str, jax.Arr
 
     Batch: ``"medium"`` ``(B, M, *spatial)``, optional ``"condition"`` ``(B, K)`` or
     ``(B, K, *spatial)``, target ``"field"`` ``(B, F, *spatial)`` real or complex (complex targets
-    are compared as real/imag channel pairs, so the model outputs ``2F`` channels). Terms:
+    are compared as real/imag channel pairs, so the model outputs ``2F`` channels), optional
+    ``"mask"`` ``(B, ...)`` broadcastable to one sample's channels (0 leaves an entry out). Terms:
 
-    - ``data``: relative L2 of the predicted channels;
+    - ``data``: relative L2 of the predicted channels (times ``mask``);
     - ``residual`` (if its weight > 0): :func:`residual_loss` of
       ``residual_fn(field, medium, condition)``, with ``field`` the prediction in the target's
       form (complex for complex targets), e.g. a discrete Helmholtz residual.
@@ -251,12 +252,14 @@ def field_loss(model: Callable[[jax.Array], jax.Array], batch: dict[str, jax.Arr
     complex_target = jnp.iscomplexobj(batch["field"])
     condition = batch.get("condition")
 
-    def per_sample(med: jax.Array, cond: jax.Array | None, field: jax.Array) -> dict[str, jax.Array]:
+    def per_sample(med: jax.Array, cond: jax.Array | None, field: jax.Array,
+                   mask: jax.Array | None) -> dict[str, jax.Array]:
         pred = predict_field(model, med, cond)
         target = _field_target(field)
         if pred.shape != target.shape:
             raise ValueError(f"field operator output {pred.shape} must match the target channels {target.shape}")
-        terms = {"data": relative_l2(pred, target), "residual": jnp.zeros(())}
+        kept = (pred, target) if mask is None else (pred * mask, target * mask)
+        terms = {"data": relative_l2(*kept), "residual": jnp.zeros(())}
         if weights.residual > 0:
             pf = pred.astype(jnp.float32)
             if complex_target:
@@ -264,7 +267,7 @@ def field_loss(model: Callable[[jax.Array], jax.Array], batch: dict[str, jax.Arr
             terms["residual"] = residual_loss(pf, lambda f: residual_fn(f, med, cond))
         return terms
 
-    terms = jax.vmap(per_sample)(batch["medium"], condition, batch["field"])
+    terms = jax.vmap(per_sample)(batch["medium"], condition, batch["field"], batch.get("mask"))
     terms = {k: jnp.mean(v) for k, v in terms.items()}
     return weights.data * terms["data"] + weights.residual * terms["residual"], terms
 
@@ -274,8 +277,10 @@ def shot_loss(model: Callable[[jax.Array], jax.Array], batch: dict[str, jax.Arra
     """Task loss of a per-shot measurement operator (USCT: medium + emitter -> traces).
 
     Batch: ``"medium"`` ``(B, M, *spatial)``, ``"condition"`` ``(B, S, K, *spatial)`` (one
-    encoding per shot, e.g. the emitter's distance map) and targets ``"traces"`` ``(B, S, ...)``.
-    The data term is the relative L2 error of every shot, averaged over shots and samples
+    encoding per shot, e.g. the emitter's distance map), targets ``"traces"`` ``(B, S, nt, R)``
+    and optional ``"receivers"`` ``(B, S, R)`` (False leaves a receiver's trace out of that shot,
+    e.g. the emitter's own, :func:`training.data.scenarios.receiver_mask`). The data term is the
+    relative L2 error of every shot over its kept traces, averaged over shots and samples
     (:func:`field_loss` over the ``B * S`` shots). There is no physics residual for traces.
     Returns ``(loss, {"data", "residual"})``.
     """
@@ -288,6 +293,11 @@ def shot_loss(model: Callable[[jax.Array], jax.Array], batch: dict[str, jax.Arra
     flat = {"medium": jnp.repeat(batch["medium"], S, axis=0),
             "condition": condition.reshape((B * S,) + condition.shape[2:]),
             "field": traces.reshape((B * S,) + traces.shape[2:])}
+    if "receivers" in batch:
+        receivers = batch["receivers"]
+        if receivers.shape != (B, S, traces.shape[-1]):
+            raise ValueError(f"receivers {receivers.shape} must be (batch, shots, receivers) of traces {traces.shape}")
+        flat["mask"] = receivers.reshape(B * S, 1, traces.shape[-1]).astype(traces.dtype)
     return field_loss(model, flat, key, weights=weights)
 
 

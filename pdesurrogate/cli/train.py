@@ -30,7 +30,8 @@ HOLDOUT_FRACTION = 1 / 8  # of the samples for validation, and again for test
 
 def task_loader(dataset: Any, indices: np.ndarray, batch_size: int, task: str, *, seed: int = 0,
                 shuffle: bool = True, drop_last: bool = True, state_scales: list[float] | None = None,
-                offset: np.ndarray | None = None, condition: np.ndarray | None = None) -> Any:
+                offset: np.ndarray | None = None, condition: np.ndarray | None = None,
+                receivers: np.ndarray | None = None) -> Any:
     """A :class:`training.data.Loader` over ``indices`` that yields batches in the trainer's layout.
 
     Batches are stacked by ``training.data.to_task_batch`` on the loader's prefetch thread; the
@@ -50,6 +51,9 @@ def task_loader(dataset: Any, indices: np.ndarray, batch_size: int, task: str, *
             network learns the scattered part.
         condition: traces task: the per-shot emitter encoding ``(S, K, *shape)``, added to every
             batch as ``condition`` ``(B, S, K, *shape)``.
+        receivers: traces task: ``(S, n_elements)`` booleans, the traces each shot's loss counts
+            (:func:`training.data.scenarios.receiver_mask`), added as ``receivers``
+            ``(B, S, n_elements)``.
     """
     from training.data import Loader, task_fields, to_task_batch
 
@@ -64,6 +68,8 @@ def task_loader(dataset: Any, indices: np.ndarray, batch_size: int, task: str, *
             batch[target] = batch[target] - offset[None].astype(batch[target].dtype)
         if condition is not None:
             batch["condition"] = np.broadcast_to(condition[None], (len(batch["medium"]),) + condition.shape)
+        if receivers is not None:
+            batch["receivers"] = np.broadcast_to(receivers[None], (len(batch["medium"]),) + receivers.shape)
         return batch
 
     return Loader(dataset, batch_size, fields=task_fields(task, dataset.fields), seed=seed, shuffle=shuffle,
@@ -165,7 +171,7 @@ def build_run(toml: dict[str, Any], data_dir: str | Path, *, steps: int | None =
     scales = state_scales(stats["state"]["std"]) if task == "stepper" else None
     if model_cfg.trace_bandwidth is not None and task != "traces":
         raise ValueError(f"model.trace_bandwidth: only for usct (traces) datasets, this one is {scenario!r}")
-    offset, target_offset, condition = None, None, None
+    offset, target_offset, condition, receivers = None, None, None, None
     if task != "stepper":
         from training.evaluation import homogeneous_response
 
@@ -180,10 +186,12 @@ def build_run(toml: dict[str, Any], data_dir: str | Path, *, steps: int | None =
         radius = scenarios.ring_radius(ds.config)
         condition = np.asarray(distance_channels(shape, ds.config.spacing, elements[emitters], radius))
         target_offset = offset[emitters]
+        receivers = scenarios.receiver_mask(emitters, len(elements))  # the emitter's own trace is left out
     train_loader = task_loader(ds, train_idx, local_batch, task, seed=train_cfg.seed, state_scales=scales,
-                               offset=target_offset, condition=condition)
+                               offset=target_offset, condition=condition, receivers=receivers)
     val_loader = task_loader(ds, val_idx, max(1, min(local_batch, len(val_idx) // processes)), task, shuffle=False,
-                             drop_last=False, state_scales=scales, offset=target_offset, condition=condition)
+                             drop_last=False, state_scales=scales, offset=target_offset, condition=condition,
+                             receivers=receivers)
     spec: dict[str, Any] = {"task": task, "scenario": scenario, "shape": list(shape), "spacing": ds.config.spacing,
                             "data_dir": str(Path(data_dir).absolute()), "data_fingerprint": ds.manifest.get("fingerprint"),
                             "val_indices": [int(val_idx[0]), int(val_idx[-1]) + 1],

@@ -339,16 +339,20 @@ def optics_duration(config: DataConfig) -> float:
 RAMP_CYCLES = 5.0
 
 
-def optics_runs(config: DataConfig, refine: int = 1, duration: float | None = None) -> Callable:
+def optics_runs(config: DataConfig, refine: int = 1, duration: float | None = None, *, coarsen: int = 1) -> Callable:
     """The optics scenario's per-angle FDTD runs for one sample:
-    ``refractive_index (*shape) -> (field (n_angles, *shape), detector (n_angles, n_det))``, complex64.
+    ``refractive_index (*shape) -> (field (n_angles, *out), detector (n_angles, n_det))``, complex64.
 
     Args:
         config: the (effective) data config.
         refine: run on a grid refined by this factor (:mod:`training.refinement`: index linearly
             interpolated, absorbing layer and TFSF margin of the same thickness); the fields come
-            back at the data grid's nodes. 1 is the dataset's own run.
+            back at the data grid's nodes (``out`` is the data shape). 1 is the dataset's own run.
         duration: simulated time in s (default :func:`optics_duration`).
+        coarsen: run on a grid coarsened by this factor instead (index sampled at its nodes,
+            absorbing layer and TFSF margin at least as thick); the fields come back on its own
+            nodes (``out`` is the coarse shape). The TFSF box may then sit up to a coarse cell
+            from the data's: compare fields only where :func:`optics_regions` agree.
     """
     import jax
     import jax.numpy as jnp
@@ -357,13 +361,14 @@ def optics_runs(config: DataConfig, refine: int = 1, duration: float | None = No
 
     o = config.optics
     data_grid = Grid(config.shape, config.spacing)
-    grid = refinement.regrid(data_grid, refine)
+    grid = refinement.regrid(data_grid, refine, coarsen)
     angles, det = optics_geometry(config)
     frequency = SPEED_OF_LIGHT / o.wavelength
     duration = optics_duration(config) if duration is None else duration
+    pml_size, margin = _optics_layers(config, refine, coarsen)
 
     def run(n: Any) -> tuple[Any, Any]:
-        n = refinement.resample(n, data_grid.ndim, refine)
+        n = refinement.resample(n, data_grid.ndim, refine, coarsen)
         medium = maxwell.Medium(permittivity=n**2, conductivity=jnp.zeros_like(n))
         fields, lines = [], []
         for angle, points in zip(angles, det):
@@ -371,13 +376,43 @@ def optics_runs(config: DataConfig, refine: int = 1, duration: float | None = No
                                        background_permittivity=phantoms.WATER_INDEX**2)
             with jax.ensure_compile_time_eval():  # source normalisation is host numpy inside simulate
                 res = maxwell.simulate(grid, medium, source=source, frequencies=[frequency], duration=duration,
-                                       pml_size=refinement.cells(o.pml_size, refine),
-                                       tfsf_margin=refinement.cells(phantoms.TFSF_MARGIN, refine), points=points)
+                                       pml_size=pml_size, tfsf_margin=margin, points=points)
             fields.append(refinement.data_nodes(res.field[0], data_grid.ndim, refine))
             lines.append(res.point_field[0, 0])
         return jnp.stack(fields).astype(jnp.complex64), jnp.stack(lines).astype(jnp.complex64)
 
     return run
+
+
+def _optics_layers(config: DataConfig, refine: int, coarsen: int) -> tuple[int, int]:
+    """``(pml_size, tfsf_margin)`` in cells of the grid refined or coarsened by the factor."""
+    from training import refinement
+
+    return (refinement.cells(config.optics.pml_size, refine, coarsen),
+            refinement.cells(phantoms.TFSF_MARGIN, refine, coarsen))
+
+
+def optics_regions(config: DataConfig, refine: int = 1, coarsen: int = 1) -> np.ndarray:
+    """Where each node that :func:`optics_runs` (same factors) returns a field for lies, on that
+    run's grid: 0 in the absorbing layer, 1 in the scattered-field region, 2 in the total-field box.
+
+    Returns:
+        int8 array of the data shape (``refine``) or the coarse shape (``coarsen``).
+    """
+    from solvers import Grid
+    from solvers.maxwell.simulate import tfsf_box
+    from training import refinement
+
+    data_grid = Grid(config.shape, config.spacing)
+    grid = refinement.regrid(data_grid, refine, coarsen)
+    pml_size, margin = _optics_layers(config, refine, coarsen)
+    lo, hi = tfsf_box(grid, pml_size, margin, (False,) * grid.ndim)
+    out_shape = refinement.regrid(data_grid, 1, coarsen).shape
+    idx = [np.arange(n) * refine for n in out_shape]  # the output nodes' indices on the run's grid
+    axes = np.meshgrid(*idx, indexing="ij")
+    in_box = np.all([(a >= lo[d]) & (a <= hi[d]) for d, a in enumerate(axes)], axis=0)
+    in_layer = np.any([(a < pml_size) | (a > n - 1 - pml_size) for a, n in zip(axes, grid.shape)], axis=0)
+    return np.where(in_layer, 0, np.where(in_box, 2, 1)).astype(np.int8)
 
 
 def _optics(config: DataConfig) -> Callable:

@@ -240,7 +240,7 @@ class Surrogate(StepperModule):
             raise ValueError(f"state must have shape {(self.num_channels, *self.grid.shape)}, got {state.shape}")
 
     # ----- rollouts ------------------------------------------------------------------------------
-    def rollout(self, initial: jax.Array, n: int, sensors: np.ndarray | None = None, *, kernel: str = "linear",
+    def rollout(self, initial: jax.Array, n: int, sensors: np.ndarray | None = None, *, kernel: str = "sinc",
                 keep_states: bool = False) -> SurrogateResult:
         """Roll out ``n`` macro steps and read channel 0 at sensors after every step.
 
@@ -248,7 +248,8 @@ class Surrogate(StepperModule):
             initial: channel-0 field ``grid.shape`` (e.g. ``p0``) or a full state ``(C, *shape)``.
             n: macro steps (static int >= 0); simulated time ``n * dt``.
             sensors: ``(n_sensors, ndim)`` positions in m (off-grid allowed), or ``None``.
-            kernel: :class:`solvers.points.PointSampler` interpolation kernel.
+            kernel: :class:`solvers.points.PointSampler` interpolation kernel: ``"sinc"`` as
+                ``acoustic.simulate``'s sensors, ``"linear"`` as the Maxwell solver's point monitors.
             keep_states: also return every state ``(n + 1, C, *shape)``.
         """
         n = check_int_range("n", n, 0)

@@ -26,8 +26,8 @@ def _gaussian(n: int, dtype, sigma_cells: float = 2.5):
     return np.exp(-(x[:, None] ** 2 + x[None, :] ** 2) / (2 * sigma_cells**2)).astype(dtype)
 
 
-@pytest.mark.parametrize("scheme", ["pstd", "fd"])
-def test_gradients_match_central_differences(x64, scheme):
+@pytest.mark.parametrize("scheme, fd_kind", [("pstd", "taylor"), ("fd", "taylor"), ("fd", "dispersion")])
+def test_gradients_match_central_differences(x64, scheme, fd_kind):
     n, pml = 32, 6
     grid = Grid((n, n), H)
     c, rho = _medium_fields(n, np.float64)
@@ -42,7 +42,7 @@ def test_gradients_match_central_differences(x64, scheme):
     def loss(c, rho, sig):
         res = acoustic.simulate(grid, acoustic.Medium(c, rho), (nt - 1) * dt, p0=p0,
                                 sources=acoustic.PointSource(src_pos, sig), sensors=sensors, scheme=scheme,
-                                pml_size=pml, dt=dt)
+                                pml_size=pml, dt=dt, fd_coefficients=fd_kind)
         return jnp.sum(res.traces**2)
 
     args = (jnp.asarray(c), jnp.asarray(rho), jnp.asarray(sig))

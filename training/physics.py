@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from solvers import maxwell
-from solvers.acoustic.operators import FD_ORDERS, fd_backward, fd_forward, spectral_multipliers
+from solvers.acoustic.operators import FD_ORDERS, fd_backward, fd_coefficients, fd_forward, spectral_multipliers
 from solvers.grid import Grid
 from solvers.validate import check_choice, check_int_range
 
@@ -127,8 +127,9 @@ class WaveResidual(eqx.Module):
         """``(gradient, divergence)`` of the solver's scheme for a (sub-)step ``tau``."""
         nd, h = self.grid.ndim, self.grid.spacing
         if self.scheme == "fd":
-            grad = lambda p: tuple(fd_forward(p, d, h, self.fd_order) for d in range(nd))  # noqa: E731
-            div = lambda v: sum(fd_backward(vd, d, h, self.fd_order) for d, vd in enumerate(v))  # noqa: E731
+            coeffs = fd_coefficients(self.fd_order)
+            grad = lambda p: tuple(fd_forward(p, d, h, coeffs) for d in range(nd))  # noqa: E731
+            div = lambda v: sum(fd_backward(vd, d, h, coeffs) for d, vd in enumerate(v))  # noqa: E731
             return grad, div
         fwd, bwd = spectral_multipliers(self.grid.shape, h, jnp.max(c), jnp.asarray(tau, dtype), dtype)
 

@@ -65,6 +65,7 @@ class SimulationConfig:
     pml_size: int = dataclasses.field(default=20, metadata=spec(min=0, max=256))
     cfl: float = dataclasses.field(default=0.3, metadata=spec(min=0.01, max=1.0))
     fd_order: int = dataclasses.field(default=4, metadata=spec(choices=(2, 4, 6, 8)))
+    fd_coefficients: str = dataclasses.field(default="taylor", metadata=spec(choices=("taylor", "dispersion")))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,7 +124,8 @@ def run_acoustic(cfg: AcousticSimulation) -> dict[str, np.ndarray]:
         raise ValueError(f"config.array.radius: must be > 0 m and leave room for the PML, got {radius:g}")
     ring = acoustic.ring_array(center, radius, cfg.array.n_elements)
     duration = sim.duration if sim.duration is not None else 2.2 * radius / float(c.min())
-    dt, nt = acoustic.time_axis(grid, medium, duration, cfl=sim.cfl, scheme=sim.scheme, fd_order=sim.fd_order)
+    dt, nt = acoustic.time_axis(grid, medium, duration, cfl=sim.cfl, scheme=sim.scheme, fd_order=sim.fd_order,
+                                fd_coefficients=sim.fd_coefficients)
     src = cfg.source
     kwargs: dict[str, Any] = {}
     if src.kind == "element":
@@ -138,7 +140,8 @@ def run_acoustic(cfg: AcousticSimulation) -> dict[str, np.ndarray]:
         r2 = np.sum((grid.coordinates() - pos.reshape(-1, 1, 1)) ** 2, axis=0)
         kwargs["p0"] = jnp.asarray(src.amplitude * np.exp(-r2 / src.width**2), jnp.float32)
     res = acoustic.simulate(grid, medium, duration=duration, sensors=ring, scheme=sim.scheme,
-                            pml_size=sim.pml_size, cfl=sim.cfl, fd_order=sim.fd_order, **kwargs)
+                            pml_size=sim.pml_size, cfl=sim.cfl, fd_order=sim.fd_order,
+                            fd_coefficients=sim.fd_coefficients, **kwargs)
     return {"time": np.asarray(res.time), "traces": np.asarray(res.traces), "pressure": np.asarray(res.pressure),
             "sensor_positions": ring, "sound_speed": c, "density": rho, "spacing": np.asarray(grid.spacing)}
 

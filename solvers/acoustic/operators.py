@@ -4,7 +4,8 @@ Pressure lives at grid points ``x_i = i * h``; the particle velocity component a
 lives half a cell forward, at ``x_i + h / 2`` along ``d``. Two operator families:
 
 - ``fd``: staggered finite differences of order 2, 4, 6 or 8 (periodic wrap-around via
-  ``jnp.roll``; with a PML the wrap is never reached by the wave).
+  ``jnp.roll``; with a PML the wrap is never reached by the wave), with Taylor coefficients or
+  with time-space dispersion-optimised ones (:func:`fd_coefficients`).
 - ``pstd``: k-space pseudospectral derivatives with real FFTs, staggered by the shift
   ``exp(+-i k h / 2)`` and corrected by ``kappa = sinc(c_ref |k| dt / 2)`` so that the leapfrog
   time stepping is exact for a homogeneous medium with ``c = c_ref`` (as k-Wave / jwave).
@@ -12,9 +13,15 @@ lives half a cell forward, at ``x_i + h / 2`` along ``d``. Two operator families
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy.optimize import least_squares
+
+from solvers.validate import check_choice
 
 # Staggered-grid coefficients c_m of (f(x + (m - 1/2) h) - f(x - (m - 1/2) h)) / h, m = 1..M.
 FD_COEFFS: dict[int, tuple[float, ...]] = {
@@ -24,6 +31,103 @@ FD_COEFFS: dict[int, tuple[float, ...]] = {
     8: (1225 / 1024, -245 / 3072, 49 / 5120, -5 / 7168),
 }
 FD_ORDERS = tuple(FD_COEFFS)
+FD_KINDS = ("taylor", "dispersion")
+# Shortest wavelength, in cells, down to which the dispersion-optimised stencils are fitted.
+DISPERSION_MIN_PPW: dict[int, float] = {2: 12.0, 4: 8.0, 6: 6.0, 8: 5.0}
+
+
+def _directions(ndim: int) -> np.ndarray:
+    """Unit propagation directions covering the symmetry-reduced sector ``x >= y >= z >= 0``."""
+    t = np.linspace(0.0, 1.0, 7)
+    if ndim == 1:
+        dirs = np.ones((1, 1))
+    elif ndim == 2:
+        dirs = np.stack([np.ones_like(t), t], 1)
+    else:
+        dirs = np.array([(1.0, a, b) for a in t for b in t if b <= a])
+    return dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
+
+
+def phase_velocity_error(coeffs: Sequence[float], courant: float, beta: np.ndarray,
+                         directions: np.ndarray) -> np.ndarray:
+    """Relative phase-velocity error of the leapfrog with a staggered stencil, ``c_num / c - 1``.
+
+    A plane wave ``exp(i (k.x - omega t))`` obeys ``sin(omega dt / 2) = (c dt / 2) |K(k)|`` with
+    ``K_d h = 2 sum_m c_m sin((m - 1/2) k_d h)``; the exact relation is ``omega = c |k|``.
+
+    Args:
+        coeffs: stencil coefficients ``c_m``, ``M`` of them.
+        courant: ``c dt / h`` (0: the spatial error alone).
+        beta: ``|k| h`` in rad, shape ``(nb,)``.
+        directions: unit vectors, shape ``(ndir, ndim)``.
+    Returns:
+        shape ``(nb, ndir)`` (``sin(omega dt / 2)`` is clipped at 1, the scheme's stability edge).
+    """
+    m = np.arange(1, len(coeffs) + 1) - 0.5
+    kh = beta[:, None, None] * directions[None]  # (nb, ndir, ndim)
+    kdh = 2 * np.sin(kh[..., None] * m) @ np.asarray(coeffs, np.float64)
+    s = np.linalg.norm(kdh, axis=-1)  # |K| h
+    if courant == 0:
+        return s / beta[:, None] - 1
+    return 2 * np.arcsin(np.minimum(courant * s / 2, 1.0)) / (courant * beta[:, None]) - 1
+
+
+@functools.cache
+def dispersion_table(order: int, ndim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Dispersion-optimised staggered coefficients at 41 Courant numbers from 0 to the Taylor
+    stencil's stability limit ``1 / (sqrt(ndim) sum |c_m|)``.
+
+    Each row minimises, in least squares, the phase-velocity error of the leapfrog with the
+    stencil (:func:`phase_velocity_error`) over ``|k| h`` up to ``2 pi / DISPERSION_MIN_PPW[order]``
+    and over all propagation directions in ``ndim`` dimensions, with the consistency constraint
+    ``sum_m (2m - 1) c_m = 1`` (exact for long waves). At Courant number ``r`` the fit trades the
+    leapfrog's temporal dispersion (waves too fast) against the stencil's spatial dispersion (too
+    slow), in the spirit of time-space domain stencils (Liu & Sen, Geophysics 74(4), 2009).
+
+    Returns:
+        ``(courant (41,), coefficients (41, order // 2))``, float64.
+    """
+    check_choice("fd_order", order, FD_ORDERS)
+    beta = np.linspace(0.02, 2 * np.pi / DISPERSION_MIN_PPW[order], 48)
+    dirs = _directions(ndim)
+    odd = 2 * np.arange(1, order // 2 + 1) - 1.0
+
+    def full(free: np.ndarray) -> np.ndarray:
+        return np.concatenate([[1.0 - odd[1:] @ free], free])
+
+    courant = np.linspace(0.0, 1.0 / (np.sqrt(ndim) * fd_stability_sum(order)), 41)
+    rows, free = [], np.asarray(FD_COEFFS[order][1:], np.float64)
+    for r in courant:
+        if free.size:
+            free = least_squares(lambda f: phase_velocity_error(full(f), r, beta, dirs).ravel(), free).x
+        rows.append(full(free))
+    return courant, np.stack(rows)
+
+
+def fd_coefficients(order: int, kind: str = "taylor", courant: jnp.ndarray | float | None = None,
+                    ndim: int = 1) -> tuple[float, ...] | jnp.ndarray:
+    """Staggered-grid stencil coefficients ``c_m``, ``m = 1 .. order / 2``.
+
+    Args:
+        order: 2, 4, 6 or 8.
+        kind: ``"taylor"`` (formal order ``order``) or ``"dispersion"``: fitted so that the
+            leapfrog with this stencil has the least phase-velocity error at Courant number
+            ``courant`` over wavelengths down to ``DISPERSION_MIN_PPW[order]`` cells, in ``ndim``
+            dimensions (:func:`dispersion_table`, interpolated linearly in the Courant number, so
+            ``courant`` may be traced and the result is differentiable).
+        courant: ``c_ref dt / h`` (``"dispersion"`` only).
+    Returns:
+        a tuple of floats (``"taylor"``) or a float64-or-float32 array ``(order / 2,)``.
+    """
+    check_choice("fd_order", order, FD_ORDERS)
+    check_choice("fd_coefficients", kind, FD_KINDS)
+    if kind == "taylor":
+        return FD_COEFFS[order]
+    if courant is None:
+        raise ValueError("courant (c_ref dt / h) is required for fd_coefficients='dispersion'")
+    grid, table = dispersion_table(order, ndim)
+    r = jnp.asarray(courant)
+    return jnp.stack([jnp.interp(r, grid.astype(r.dtype), table[:, j].astype(r.dtype)) for j in range(table.shape[1])])
 
 
 def _taps(f: jnp.ndarray, axis: int, offsets: range) -> list[jnp.ndarray]:
@@ -37,37 +141,40 @@ def _taps(f: jnp.ndarray, axis: int, offsets: range) -> list[jnp.ndarray]:
     return [jax.lax.slice_in_dim(padded, k + lo, k + lo + n, axis=axis) for k in offsets]
 
 
-def fd_forward(f: jnp.ndarray, axis: int, spacing: float, order: int) -> jnp.ndarray:
+def fd_forward(f: jnp.ndarray, axis: int, spacing: float, coeffs: Sequence) -> jnp.ndarray:
     """Derivative along ``axis`` of a grid-point field, evaluated half a cell forward (``x + h/2``).
 
     Args:
         f: field at grid points, any shape.
         spacing: cell size ``h`` in metres.
-        order: 2, 4, 6 or 8.
+        coeffs: the stencil's ``c_m`` (:func:`fd_coefficients`).
     Returns:
         array of ``f.shape``; entry ``i`` is the derivative at ``(i + 1/2) h`` (per metre).
     """
-    coeffs = FD_COEFFS[order]
     m_max = len(coeffs)
     taps = _taps(f, axis, range(1 - m_max, m_max + 1))  # taps[j] = f[i + j + 1 - m_max]
     out = sum(c * (taps[m + m_max - 1] - taps[m_max - m]) for m, c in enumerate(coeffs, 1))
     return out / spacing
 
 
-def fd_backward(g: jnp.ndarray, axis: int, spacing: float, order: int) -> jnp.ndarray:
+def fd_backward(g: jnp.ndarray, axis: int, spacing: float, coeffs: Sequence) -> jnp.ndarray:
     """Derivative along ``axis`` of a staggered field (entry ``i`` at ``(i + 1/2) h``), at grid points.
 
-    The negative adjoint of :func:`fd_forward`.
+    The negative adjoint of :func:`fd_forward` (same ``coeffs``).
     """
-    coeffs = FD_COEFFS[order]
     m_max = len(coeffs)
     taps = _taps(g, axis, range(-m_max, m_max))  # taps[j] = g[i + j - m_max]
     out = sum(c * (taps[m + m_max - 1] - taps[m_max - m]) for m, c in enumerate(coeffs, 1))
     return out / spacing
 
 
-def fd_stability_sum(order: int) -> float:
-    """``sum |c_m|`` of the stencil; leapfrog is stable for ``c dt / h <= 1 / (sqrt(ndim) * sum)``."""
+def fd_stability_sum(order: int, kind: str = "taylor", ndim: int = 1) -> float:
+    """``sum |c_m|`` of the stencil (``"dispersion"``: the largest over the fit table, so that the
+    bound holds whatever the Courant number); leapfrog is stable for
+    ``c dt / h <= 1 / (sqrt(ndim) * sum)``."""
+    check_choice("fd_coefficients", kind, FD_KINDS)
+    if kind == "dispersion":
+        return float(np.max(np.sum(np.abs(dispersion_table(order, ndim)[1]), axis=1)))
     return float(sum(abs(c) for c in FD_COEFFS[order]))
 
 

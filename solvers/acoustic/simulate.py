@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from solvers.acoustic.medium import Medium
-from solvers.acoustic.operators import FD_ORDERS
+from solvers.acoustic.operators import FD_KINDS, FD_ORDERS
 from solvers.acoustic.sources import PointSource, SourceTerm
 from solvers.acoustic.stepper import DEFAULT_CFL, SCHEMES, Stepper, time_axis
 from solvers.dtypes import compute_dtype
@@ -21,7 +21,6 @@ from solvers.points import KERNELS, PointSampler
 from solvers.scan import CHECKPOINTING
 from solvers.validate import check_choice, check_int_range, check_positive_finite_scalar, is_concrete
 
-DEFAULT_KERNEL = {"pstd": "sinc", "fd": "linear"}
 
 
 class SimulationResult(eqx.Module):
@@ -50,6 +49,7 @@ class _Config(NamedTuple):
     grid: Grid
     scheme: str
     fd_order: int
+    fd_kind: str
     pml_size: int
     pml_alpha: float
     alpha_power: float
@@ -64,7 +64,7 @@ class _Config(NamedTuple):
 def _simulate_core(cfg: _Config, c, rho, alpha, dt, c_ref, p0, terms, sensors) -> SimulationResult:
     medium = Medium(c, rho, 0.0 if alpha is None else alpha, cfg.alpha_power)
     st = Stepper(cfg.grid, medium, cfg.scheme, cfg.pml_size, dt=dt, fd_order=cfg.fd_order, c_ref=c_ref,
-                 pml_alpha=cfg.pml_alpha)
+                 pml_alpha=cfg.pml_alpha, fd_coefficients=cfg.fd_kind)
     state = st.init(p0)
     traces = [] if sensors is None else [sensors.gather(state.p)[None]]
     snaps = []
@@ -99,8 +99,8 @@ def simulate(grid: Grid, medium: Medium, duration: float, p0: jnp.ndarray | None
              sensors: np.ndarray | None = None, scheme: str = "pstd", pml_size: int = 20, dt: float | None = None,
              cfl: float = DEFAULT_CFL, fd_order: int = 4, snapshot_times: np.ndarray | None = None,
              checkpoint: str = "segmented", *, segment: int | None = None, checkpoints: int | None = None,
-             c_ref: float | None = None, pml_alpha: float = 2.0, sensor_kernel: str | None = None,
-             source_kernel: str | None = None) -> SimulationResult:
+             c_ref: float | None = None, pml_alpha: float = 2.0, sensor_kernel: str = "sinc",
+             source_kernel: str = "sinc", fd_coefficients: str = "taylor") -> SimulationResult:
     """Simulate linear acoustic propagation over ``[0, duration]``.
 
     Args:
@@ -117,14 +117,20 @@ def simulate(grid: Grid, medium: Medium, duration: float, p0: jnp.ndarray | None
         dt: explicit time step in s (required when the medium is traced); default from ``cfl``.
         cfl: ``c_max dt / h`` when ``dt`` is ``None``.
         fd_order: 2, 4, 6 or 8 (``fd`` only).
+        fd_coefficients: ``"taylor"`` or ``"dispersion"`` (``fd`` only): stencil coefficients
+            fitted to cancel the leapfrog's temporal dispersion at this run's Courant number (see
+            :func:`solvers.acoustic.operators.fd_coefficients`); better at large CFL numbers.
         snapshot_times: times in s at which to store the full pressure field.
         checkpoint: gradient checkpointing of the time loop: ``"segmented"``, ``"recursive"`` or
             ``"none"`` (see :mod:`solvers.scan`).
         segment, checkpoints: checkpointing parameters.
         c_ref: reference sound speed of the k-space correction and the PML (default ``max c``).
         pml_alpha: PML strength (Np per cell at the outer edge).
-        sensor_kernel, source_kernel: ``"linear"`` or ``"sinc"`` point interpolation; default
-            ``"sinc"`` for ``pstd`` and ``"linear"`` for ``fd``.
+        sensor_kernel, source_kernel: ``"sinc"`` (band-limited, 8 points per axis) or ``"linear"``
+            point interpolation, for both schemes. Linear interpolation costs accuracy: on the
+            breast phantom of ``experiments/bench_acoustic.py`` (128-element ring, 10 points per
+            shortest wavelength) ``fd4`` traces are 0.73% off a fine-grid reference with
+            ``"linear"`` sensors and 0.12% with ``"sinc"``.
 
     Returns:
         a :class:`SimulationResult`.
@@ -135,16 +141,16 @@ def simulate(grid: Grid, medium: Medium, duration: float, p0: jnp.ndarray | None
     """
     check_choice("scheme", scheme, SCHEMES)
     check_choice("fd_order", fd_order, FD_ORDERS)
+    check_choice("fd_coefficients", fd_coefficients, FD_KINDS)
     check_choice("checkpoint", checkpoint, CHECKPOINTING)
     pml_size = check_int_range("pml_size", pml_size, 0, min(grid.shape) // 2 - 1)
     pml_alpha = check_positive_finite_scalar("pml_alpha", pml_alpha)
-    kernel_s = DEFAULT_KERNEL[scheme] if sensor_kernel is None else sensor_kernel
-    kernel_q = DEFAULT_KERNEL[scheme] if source_kernel is None else source_kernel
-    check_choice("sensor_kernel", kernel_s, KERNELS)
-    check_choice("source_kernel", kernel_q, KERNELS)
+    check_choice("sensor_kernel", sensor_kernel, KERNELS)
+    check_choice("source_kernel", source_kernel, KERNELS)
     if c_ref is not None:
         c_ref = check_positive_finite_scalar("c_ref", c_ref)
-    dt, nt = time_axis(grid, medium, duration, cfl=cfl, dt=dt, scheme=scheme, fd_order=fd_order, c_ref=c_ref)
+    dt, nt = time_axis(grid, medium, duration, cfl=cfl, dt=dt, scheme=scheme, fd_order=fd_order, c_ref=c_ref,
+                       fd_coefficients=fd_coefficients)
 
     if p0 is not None:
         if tuple(np.shape(p0)) != grid.shape:
@@ -168,7 +174,7 @@ def simulate(grid: Grid, medium: Medium, duration: float, p0: jnp.ndarray | None
     if sensors is not None:
         pts = grid.check_points("sensors", sensors)
         _warn_if_in_pml(grid, "sensors", pts, pml_size)
-        sampler = PointSampler(grid, pts, kernel=kernel_s, name="sensors")
+        sampler = PointSampler(grid, pts, kernel=sensor_kernel, name="sensors")
     steps: tuple[int, ...] = ()
     if snapshot_times is not None:
         ts = np.atleast_1d(np.asarray(snapshot_times, dtype=np.float64))
@@ -177,11 +183,11 @@ def simulate(grid: Grid, medium: Medium, duration: float, p0: jnp.ndarray | None
         steps = tuple(int(k) for k in np.clip(np.rint(ts / dt), 0, nt - 1))
 
     dtype = compute_dtype(medium.sound_speed, medium.density, medium.alpha_coeff, p0, *[s.signals for s in sources])
-    terms = tuple(SourceTerm(grid, s, kernel_q, f"sources[{i}]", dtype) for i, s in enumerate(sources))
+    terms = tuple(SourceTerm(grid, s, source_kernel, f"sources[{i}]", dtype) for i, s in enumerate(sources))
     c = jnp.asarray(medium.sound_speed, dtype)
     rho = jnp.asarray(medium.density, dtype)
     alpha = jnp.asarray(medium.alpha_coeff, dtype) if medium.absorbing else None
-    cfg = _Config(grid, scheme, int(fd_order), pml_size, pml_alpha, medium.alpha_power, nt, steps, checkpoint,
+    cfg = _Config(grid, scheme, int(fd_order), fd_coefficients, pml_size, pml_alpha, medium.alpha_power, nt, steps, checkpoint,
                   segment, checkpoints)
     return _simulate_core(cfg, c, rho, alpha, jnp.asarray(dt, dtype), None if c_ref is None else jnp.asarray(c_ref, dtype),
                           None if p0 is None else jnp.asarray(p0, dtype), terms, sampler)

@@ -33,6 +33,7 @@ import numpy as np
 from solvers import scan as scan_mod
 from solvers.acoustic.medium import Medium
 from solvers.acoustic.operators import (
+    FD_KINDS,
     FD_ORDERS,
     fd_backward,
     fd_forward,
@@ -40,6 +41,7 @@ from solvers.acoustic.operators import (
     spectral_multipliers,
     wavenumber_magnitude,
 )
+from solvers.acoustic.operators import fd_coefficients as fd_stencil  # the name is also an argument here
 from solvers.acoustic.pml import pml_depth
 from solvers.acoustic.sources import SourceTerm
 from solvers.dtypes import compute_dtype
@@ -72,10 +74,11 @@ class State(eqx.Module):
 
 
 def stable_dt(grid: Grid, medium: Medium, scheme: str = "pstd", fd_order: int = 4,
-              c_ref: float | None = None) -> float:
+              c_ref: float | None = None, fd_coefficients: str = "taylor") -> float:
     """The largest stable time step in s (``inf`` when unconditionally stable), concrete media only.
 
-    - ``fd``: ``c_max dt / h <= 1 / (sqrt(ndim) * sum |c_m|)``;
+    - ``fd``: ``c_max dt / h <= 1 / (sqrt(ndim) * sum |c_m|)`` (see
+      :func:`~solvers.acoustic.operators.fd_stability_sum`);
     - ``pstd``: unconditionally stable when ``c_ref >= c_max`` (k-Wave), else
       ``2 / (c_ref k_max) * asin(c_ref / c_max)`` with ``k_max = sqrt(ndim) pi / h``;
     - absorption (explicit): additionally ``dt * max(A) <= 1``.
@@ -84,7 +87,7 @@ def stable_dt(grid: Grid, medium: Medium, scheme: str = "pstd", fd_order: int = 
     c_max = medium.max_sound_speed()
     kmax = math.sqrt(nd) * math.pi / h
     if scheme == "fd":
-        limit = h / (c_max * math.sqrt(nd) * fd_stability_sum(fd_order))
+        limit = h / (c_max * math.sqrt(nd) * fd_stability_sum(fd_order, fd_coefficients, nd))
     else:
         cr = c_max if c_ref is None else float(c_ref)
         limit = math.inf if cr >= c_max else 2.0 / (cr * kmax) * math.asin(cr / c_max)
@@ -98,7 +101,8 @@ def stable_dt(grid: Grid, medium: Medium, scheme: str = "pstd", fd_order: int = 
 
 
 def time_axis(grid: Grid, medium: Medium, duration: float, cfl: float = DEFAULT_CFL, dt: float | None = None, *,
-              scheme: str = "pstd", fd_order: int = 4, c_ref: float | None = None) -> tuple[float, int]:
+              scheme: str = "pstd", fd_order: int = 4, c_ref: float | None = None,
+              fd_coefficients: str = "taylor") -> tuple[float, int]:
     """The time step and number of time samples covering ``[0, duration]``.
 
     Args:
@@ -113,6 +117,7 @@ def time_axis(grid: Grid, medium: Medium, duration: float, cfl: float = DEFAULT_
     """
     check_choice("scheme", scheme, SCHEMES)
     check_choice("fd_order", fd_order, FD_ORDERS)
+    check_choice("fd_coefficients", fd_coefficients, FD_KINDS)
     try:
         duration = float(duration)
     except (TypeError, ValueError):
@@ -126,7 +131,7 @@ def time_axis(grid: Grid, medium: Medium, duration: float, cfl: float = DEFAULT_
                              "the number of steps must be static")
         dt = check_positive_finite_scalar("dt", dt)
     else:
-        limit = stable_dt(grid, medium, scheme, fd_order, c_ref)
+        limit = stable_dt(grid, medium, scheme, fd_order, c_ref, fd_coefficients)
         if dt is None:
             cfl = check_positive_finite_scalar("cfl", cfl)
             dt = cfl * grid.spacing / medium.max_sound_speed()
@@ -159,6 +164,9 @@ class Stepper(StepperModule):
         fd_order: 2, 4, 6 or 8.
         c_ref: reference sound speed of the k-space correction and PML (m/s); default ``max c``.
         pml_alpha: PML absorption ``alpha`` in Np per cell at the outer edge (k-Wave's default 2).
+        fd_coefficients: ``"taylor"`` or ``"dispersion"``: stencil coefficients fitted to cancel
+            the leapfrog's temporal dispersion at the Courant number ``c_ref dt / h``
+            (:func:`~solvers.acoustic.operators.fd_coefficients`); ``fd`` only.
     """
 
     grid: Grid
@@ -175,18 +183,21 @@ class Stepper(StepperModule):
     fractional: jnp.ndarray | None
     forward: tuple[jnp.ndarray, ...] | None
     backward: tuple[jnp.ndarray, ...] | None
+    stencil: jnp.ndarray | None
     sigma_p: tuple[jnp.ndarray, ...] | None
     sigma_v: tuple[jnp.ndarray, ...] | None
 
     def __init__(self, grid: Grid, medium: Medium, scheme: str = "pstd", pml_size: int = 0,
                  dt: float | None = None, cfl: float = DEFAULT_CFL, fd_order: int = 4, *,
-                 c_ref: float | None = None, pml_alpha: float = 2.0):
+                 c_ref: float | None = None, pml_alpha: float = 2.0, fd_coefficients: str = "taylor"):
         check_choice("scheme", scheme, SCHEMES)
         check_choice("fd_order", fd_order, FD_ORDERS)
+        check_choice("fd_coefficients", fd_coefficients, FD_KINDS)
         self.pml_size = check_int_range("pml_size", pml_size, 0, min(grid.shape) // 2 - 1)
         pml_alpha = check_positive_finite_scalar("pml_alpha", pml_alpha)
         if dt is None or is_concrete(dt):
-            dt, _ = time_axis(grid, medium, 0.0, cfl=cfl, dt=dt, scheme=scheme, fd_order=fd_order, c_ref=c_ref)
+            dt, _ = time_axis(grid, medium, 0.0, cfl=cfl, dt=dt, scheme=scheme, fd_order=fd_order, c_ref=c_ref,
+                              fd_coefficients=fd_coefficients)
         else:
             medium.validate(grid)
         self.grid, self.scheme, self.fd_order = grid, scheme, int(fd_order)
@@ -211,6 +222,8 @@ class Stepper(StepperModule):
             self.forward, self.backward = spectral_multipliers(grid.shape, h, self.c_ref, self.dt, dtype)
         else:
             self.forward, self.backward = None, None
+        self.stencil = (fd_stencil(self.fd_order, "dispersion", self.c_ref * self.dt / h, nd).astype(dtype)
+                        if scheme == "fd" and fd_coefficients == "dispersion" else None)
         if self.pml_size:
             smax = pml_alpha * self.c_ref / h
             self.sigma_p = tuple(smax * jnp.asarray(pml_depth(n, self.pml_size, False) ** 4, dtype)
@@ -226,17 +239,22 @@ class Stepper(StepperModule):
         return self.bulk.dtype
 
     # ----- spatial operators -------------------------------------------------------------------
+    @property
+    def _coeffs(self) -> tuple[float, ...] | jnp.ndarray:
+        """The ``fd`` stencil's coefficients (Taylor ones as constants)."""
+        return fd_stencil(self.fd_order) if self.stencil is None else self.stencil
+
     def _gradient(self, p: jnp.ndarray) -> tuple[jnp.ndarray, ...]:
         """``dp/dx_d`` at the staggered velocity points, per axis."""
         if self.scheme == "fd":
-            return tuple(fd_forward(p, d, self.grid.spacing, self.fd_order) for d in range(self.grid.ndim))
+            return tuple(fd_forward(p, d, self.grid.spacing, self._coeffs) for d in range(self.grid.ndim))
         spec = jnp.fft.rfftn(p)
         return tuple(jnp.fft.irfftn(spec * m, s=self.grid.shape) for m in self.forward)
 
     def _divergence(self, v: tuple[jnp.ndarray, ...], split: bool) -> tuple[jnp.ndarray, ...]:
         """``dv_d/dx_d`` at grid points: one term per axis (``split``) or their sum (1-tuple)."""
         if self.scheme == "fd":
-            parts = tuple(fd_backward(vd, d, self.grid.spacing, self.fd_order) for d, vd in enumerate(v))
+            parts = tuple(fd_backward(vd, d, self.grid.spacing, self._coeffs) for d, vd in enumerate(v))
             return parts if split else (functools.reduce(op.add, parts),)
         specs = [jnp.fft.rfftn(vd) * m for vd, m in zip(v, self.backward)]
         if split:

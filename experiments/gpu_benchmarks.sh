@@ -10,7 +10,9 @@
 #
 # Each script writes experiments/results/<name>_benchmark.{md,json} (bench_data: bench_data_gpu.*)
 # with the device name, date and command, again after every finished section; a short table is
-# printed last. BENCH_SECONDS (default 170) bounds each script, so that one slow section cannot
+# printed last. BENCH_ARGS is passed to each script (for one script, e.g. BENCH_ARGS="--skip
+# throughput memory checkpoint" for bench_acoustic's time-to-accuracy scan alone; skipped sections
+# keep their last results). BENCH_SECONDS (default 170) bounds each script, so that one slow section cannot
 # starve the others within a 10-minute device call. When $OUT is set (the device tool's return
 # folder), the result files are copied there on any exit, also when a script was cut short.
 set -euo pipefail
@@ -30,7 +32,8 @@ benches=("$@")
 [ ${#benches[@]} -eq 0 ] && benches=(acoustic maxwell data)
 for bench in "${benches[@]}"; do
   echo "== bench_$bench"
-  timeout -k 10 "${BENCH_SECONDS:-170}" python3 "experiments/bench_$bench.py" \
+  # shellcheck disable=SC2086  # BENCH_ARGS: extra arguments, split on spaces (e.g. "--skip throughput")
+  timeout -k 10 "${BENCH_SECONDS:-170}" python3 "experiments/bench_$bench.py" ${BENCH_ARGS:-} \
     || echo "bench_$bench: exit $? (cut short or failed; its finished sections are saved)"
 done
 tail -n 40 experiments/results/acoustic_benchmark.md experiments/results/maxwell_benchmark.md \

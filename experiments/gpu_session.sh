@@ -5,7 +5,8 @@
 #
 #   bash experiments/gpu_session.sh 1                      # issue 5: stepper, optics, usct, speed
 #   SESSION_SECONDS=300 bash experiments/gpu_session.sh 2  # issue 5: maxwell and ablation, then, with
-#                                                          # the time left, the data and Maxwell
+#                                                          # the time left, the acoustic time-to-
+#                                                          # accuracy scan, the data and the Maxwell
 #                                                          # benchmarks again (changed code)
 #
 # SESSION_SECONDS (default 540) bounds the whole call, so it ends inside the device tool's
@@ -45,6 +46,10 @@ if [ "$phase" = 1 ]; then
 else
   timeout -k 10 "$(($(left) - 15))" python3 experiments/train_reference.py --budget \
     --stages maxwell,ablation --results "$results"
+  if [ "$(left)" -gt 150 ]; then  # the fd "-disp" stencils and FFT-friendly grids, not yet on a GPU
+    BENCH_SECONDS=$(($(left) / 2)) BENCH_ARGS="--skip throughput memory checkpoint" OUT= \
+      bash experiments/gpu_benchmarks.sh acoustic
+  fi
   for bench in data maxwell; do
     if [ "$(left)" -gt 120 ]; then
       BENCH_SECONDS=$(($(left) / 2 - 10)) OUT= bash experiments/gpu_benchmarks.sh "$bench"

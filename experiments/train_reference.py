@@ -19,8 +19,8 @@ file, so the stages can run in separate calls or on separate machines:
 3. Ablation of the stepper losses: data only, + time reversal, + wave residual, + unrolled, and
    the wave residual's solver step as a fixed (solver-in-the-loop) target.
 4. Speed: same-grid ratios (from the evaluations), the stepper's break-even macro step against
-   ``fd`` and ``pstd`` (batched), and equal-accuracy ratios: the cheapest solver setting (scheme,
-   grid, time step; for the field operator, FDTD run length) whose error against a fine-grid
+   ``fd`` and ``pstd`` (batched), and equal-accuracy ratios: the cheapest solver setting (scheme and
+   stencil, grid, time step; for the field operator, grid and FDTD run length) whose error against a fine-grid
    reference (2x finer grid, :mod:`training.refinement`) is at most the surrogate's against the
    same reference, on the same validation samples.
 
@@ -229,11 +229,19 @@ def _scan(surrogate_error: float, data_error: float, surrogate_s: float, candida
             "note": note}
 
 
-def _stable(grid: Any, fastest: Any, dt: float, scheme: str, order: int) -> bool:
+# acoustic solver settings of the equal-accuracy scans: (scheme, fd order, fd stencil kind)
+SOLVER_SETTINGS = (("fd", 2, "taylor"), ("fd", 4, "taylor"), ("fd", 8, "dispersion"), ("pstd", 4, "taylor"))
+
+
+def _setting_name(scheme: str, order: int, kind: str) -> str:
+    return "pstd" if scheme == "pstd" else f"fd{order}" + ("-disp" if kind == "dispersion" else "")
+
+
+def _stable(grid: Any, fastest: Any, dt: float, scheme: str, order: int, kind: str = "taylor") -> bool:
     from solvers import acoustic
 
     try:
-        acoustic.time_axis(grid, fastest, 0.0, dt=dt, scheme=scheme, fd_order=order)
+        acoustic.time_axis(grid, fastest, 0.0, dt=dt, scheme=scheme, fd_order=order, fd_coefficients=kind)
     except ValueError:
         return False
     return True
@@ -244,8 +252,8 @@ def stepper_equal_accuracy(run: Path, data: Path, batch: int) -> dict[str, Any]:
     close to a fine-grid reference as the surrogate's rollout, on the same validation samples.
 
     Reference: ``pstd`` on a 2x finer grid at half the data's time step (medium linearly and ``p0``
-    spectrally interpolated, absorbing layer of the same thickness). Candidates: ``fd2``, ``fd4``
-    and ``pstd`` on the data grid and a 2x coarser one, at 1-16x the data's time step where stable,
+    spectrally interpolated, absorbing layer of the same thickness). Candidates: ``SOLVER_SETTINGS``
+    (``fd2``, ``fd4``, ``fd8-disp``, ``pstd``) on the data grid and a 2x coarser one, at 1-16x the data's time step where stable,
     over the same simulated time. Errors are taken outside the data's absorbing layer, on each
     candidate's own nodes.
     """
@@ -264,14 +272,15 @@ def stepper_equal_accuracy(run: Path, data: Path, batch: int) -> dict[str, Any]:
     fastest = acoustic.Medium(sound_speed=phantoms.max_sound_speed(ds.config), density=phantoms.WATER_DENSITY)
     mask = edge_mask(grid.shape, spec["pml_size"]).astype(bool)
 
-    def solver(scheme: str, order: int, refine: int, coarsen: int, dt: float, nsteps: int):
+    def solver(scheme: str, order: int, refine: int, coarsen: int, dt: float, nsteps: int, kind: str = "taylor"):
         g = refinement.regrid(grid, refine, coarsen)
 
         def one(med, p):
             med = refinement.resample(med, grid.ndim, refine, coarsen)
             p = refinement.resample(p, grid.ndim, refine, coarsen, method="spectral")
             st = acoustic.Stepper(g, acoustic.Medium(sound_speed=med[0], density=med[1]), scheme=scheme,
-                                  fd_order=order, pml_size=refinement.cells(spec["pml_size"], refine, coarsen), dt=dt)
+                                  fd_order=order, pml_size=refinement.cells(spec["pml_size"], refine, coarsen), dt=dt,
+                                  fd_coefficients=kind)
             return refinement.data_nodes(st.run(st.init(p), nsteps).p, grid.ndim, refine)
 
         return jax.jit(jax.vmap(one))
@@ -281,22 +290,23 @@ def stepper_equal_accuracy(run: Path, data: Path, batch: int) -> dict[str, Any]:
     sur_fn = jax.jit(jax.vmap(lambda m, p: sur.with_medium(m).run(sur.init(p), n_macro)[0]))
     sur_err = _median_error(sur_fn(media, p0), ref, mask)
     candidates = []
-    for scheme, order in (("fd", 2), ("fd", 4), ("pstd", 4)):
+    for scheme, order, kind in SOLVER_SETTINGS:
         for coarsen in (1, 2):
             for m in (1, 2, 4, 8, 16):
                 g = refinement.regrid(grid, coarsen=coarsen)
-                if total % m or not _stable(g, fastest, dt0 * m, scheme, order):
+                if total % m or not _stable(g, fastest, dt0 * m, scheme, order, kind):
                     continue
-                fn = solver(scheme, order, 1, coarsen, dt0 * m, total // m)
+                fn = solver(scheme, order, 1, coarsen, dt0 * m, total // m, kind)
                 err = _median_error(fn(media, p0), refinement.resample(ref, grid.ndim, coarsen=coarsen),
                                     refinement.resample(mask, grid.ndim, coarsen=coarsen))
-                candidates.append({"scheme": f"{scheme}{order if scheme == 'fd' else ''}", "coarsen": coarsen,
+                candidates.append({"scheme": _setting_name(scheme, order, kind), "coarsen": coarsen,
                                    "dt_multiple": m, "median_rel_l2": err,
                                    "seconds": time_call(fn, media, p0) if math.isfinite(err) else None})
     return _scan(sur_err, _median_error(s["pressure"][:, -1], ref, mask), time_call(sur_fn, media, p0), candidates,
                  "pstd on a 2x finer grid at half the time step",
-                 "solver settings scanned: fd2 / fd4 / pstd x grid (data, 2x coarser) x time step (1-16x the "
-                 "data's, stable ones); final pressure after the whole trajectory, outside the absorbing layer")
+                 "solver settings scanned: fd2 / fd4 / fd8-disp / pstd x grid (data, 2x coarser) x time step "
+                 "(1-16x the data's, stable ones); final pressure after the whole trajectory, outside the "
+                 "absorbing layer")
 
 
 def field_equal_accuracy(run: Path, data: Path, batch: int) -> dict[str, Any]:
@@ -364,7 +374,7 @@ def trace_equal_accuracy(run: Path, data: Path, batch: int) -> dict[str, Any]:
 
     Reference: ``pstd`` on a 2x finer grid at half the data's time step (medium linearly
     interpolated, source signal scaled by :func:`training.refinement.point_source_gain`).
-    Candidates: ``fd2``, ``fd4`` and ``pstd`` on the data grid and a 2x coarser one (skipped where
+    Candidates: ``SOLVER_SETTINGS`` on the data grid and a 2x coarser one (skipped where
     the ring would lie in its absorbing layer), at the data's CFL number and twice it (stable
     ones), over the same simulated time; traces are interpolated linearly onto the data's time axis.
     """
@@ -385,8 +395,9 @@ def trace_equal_accuracy(run: Path, data: Path, batch: int) -> dict[str, Any]:
     c_max = phantoms.max_sound_speed(cfg)
     fastest = acoustic.Medium(sound_speed=c_max, density=phantoms.WATER_DENSITY)
 
-    def shots(scheme: str, order: int, refine: int, coarsen: int, dt: float):
-        runs, nt = scenarios.usct_runs(cfg, dt, scheme=scheme, fd_order=order, refine=refine, coarsen=coarsen)
+    def shots(scheme: str, order: int, refine: int, coarsen: int, dt: float, kind: str = "taylor"):
+        runs, nt = scenarios.usct_runs(cfg, dt, scheme=scheme, fd_order=order, refine=refine, coarsen=coarsen,
+                                       fd_coefficients=kind)
         t = np.arange(nt) * dt
         on_data_axis = jax.vmap(jax.vmap(lambda col: jnp.interp(t_ref, t, col), 1, 1))  # (S, nt, E) -> (S, nt0, E)
         return jax.jit(jax.vmap(lambda m: on_data_axis(runs(m))))
@@ -401,7 +412,7 @@ def trace_equal_accuracy(run: Path, data: Path, batch: int) -> dict[str, Any]:
     sur_fn = jax.jit(jax.vmap(lambda m: op.measure(m, emitters)))
     cfl0 = c_max * dt0 / cfg.spacing
     candidates = []
-    for scheme, order in (("fd", 2), ("fd", 4), ("pstd", 4)):
+    for scheme, order, kind in SOLVER_SETTINGS:
         for coarsen in (1, 2):
             g = refinement.regrid(grid, coarsen=coarsen)
             pml = refinement.cells(a.pml_size, coarsen=coarsen) * g.spacing
@@ -409,15 +420,15 @@ def trace_equal_accuracy(run: Path, data: Path, batch: int) -> dict[str, Any]:
                 continue  # the ring would lie in this grid's absorbing layer
             for cfl in (cfl0, 2 * cfl0):
                 dt = cfl * g.spacing / c_max
-                if not _stable(g, fastest, dt, scheme, order):
+                if not _stable(g, fastest, dt, scheme, order, kind):
                     continue
-                fn = shots(scheme, order, 1, coarsen, dt)
-                candidates.append({"scheme": f"{scheme}{order if scheme == 'fd' else ''}", "coarsen": coarsen,
+                fn = shots(scheme, order, 1, coarsen, dt, kind)
+                candidates.append({"scheme": _setting_name(scheme, order, kind), "coarsen": coarsen,
                                    "cfl": float(cfl), "median_rel_l2": _median_error(per_shot(fn(media)), ref),
                                    "seconds": time_call(fn, media, repeats=1)})
     return _scan(_median_error(per_shot(sur_fn(media)), ref), _median_error(per_shot(s["traces"]), ref),
                  time_call(sur_fn, media), candidates, "pstd on a 2x finer grid at half the time step",
-                 "solver settings scanned: fd2 / fd4 / pstd x grid (data, 2x coarser) x CFL (data, 2x)")
+                 "solver settings scanned: fd2 / fd4 / fd8-disp / pstd x grid (data, 2x coarser) x CFL (data, 2x)")
 
 
 # ----- report ----------------------------------------------------------------------------------------

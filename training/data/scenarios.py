@@ -247,7 +247,7 @@ def source_signal(config: DataConfig, time: np.ndarray) -> Any:
 
 
 def usct_runs(config: DataConfig, dt: float, *, scheme: str | None = None, fd_order: int = 4, refine: int = 1,
-              coarsen: int = 1) -> tuple[Callable, int]:
+              coarsen: int = 1, fd_coefficients: str = "taylor") -> tuple[Callable, int]:
     """The USCT scenario's shots for one sample: ``medium (2, *shape) = [c, rho] -> traces
     (n_shots, nt, n_elements)``, and ``nt`` (samples ``k * dt``).
 
@@ -257,7 +257,8 @@ def usct_runs(config: DataConfig, dt: float, *, scheme: str | None = None, fd_or
     Args:
         config: the (effective) data config.
         dt: time step in s.
-        scheme, fd_order: the solver's scheme (default ``acoustic.scheme``) and ``fd`` order.
+        scheme, fd_order, fd_coefficients: the solver's scheme (default ``acoustic.scheme``), ``fd``
+            order and stencil kind (:func:`solvers.acoustic.simulate`).
         refine, coarsen: run on a grid refined or coarsened by this factor (:mod:`training.refinement`:
             medium interpolated or sampled, absorbing layer of the same thickness, source signal
             scaled by :func:`~training.refinement.point_source_gain`). 1 and 1 is the dataset's own run.
@@ -273,7 +274,7 @@ def usct_runs(config: DataConfig, dt: float, *, scheme: str | None = None, fd_or
     grid = refinement.regrid(data_grid, refine, coarsen)
     ring = ring_elements(config)
     _, nt = acoustic.time_axis(grid, acoustic.Medium(sound_speed=1500.0, density=1000.0), a.duration, dt=dt,
-                               scheme=scheme, fd_order=fd_order)
+                               scheme=scheme, fd_order=fd_order, fd_coefficients=fd_coefficients)
     pulse = source_signal(config, np.arange(int(nt)) * dt) * refinement.point_source_gain(data_grid.ndim, refine,
                                                                                           coarsen)
     weights = jnp.asarray(np.eye(a.n_elements, dtype=np.float32)[usct_emitters(config)])  # (n_shots, n_elements)
@@ -286,7 +287,8 @@ def usct_runs(config: DataConfig, dt: float, *, scheme: str | None = None, fd_or
         def shot(w):
             source = acoustic.PointSource(positions=ring, signals=w[:, None] * pulse[None, :])
             res = acoustic.simulate(grid, medium, duration=a.duration, sources=source, sensors=ring,
-                                    scheme=scheme, fd_order=fd_order, pml_size=pml, dt=dt)
+                                    scheme=scheme, fd_order=fd_order, pml_size=pml, dt=dt,
+                                    fd_coefficients=fd_coefficients)
             return res.traces
 
         return jax.vmap(shot)(weights)

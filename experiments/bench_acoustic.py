@@ -40,7 +40,7 @@ from scipy.interpolate import CubicSpline
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pdesurrogate.io import write_json, write_text  # noqa: E402
+from pdesurrogate.io import save_figure, subplots, write_json, write_text  # noqa: E402
 from solvers import Grid, PointSampler, acoustic  # noqa: E402
 from solvers.grid import fft_size  # noqa: E402
 from solvers.acoustic.jwave_oracle import jwave_simulator  # noqa: E402
@@ -203,7 +203,7 @@ def time_to_accuracy(small: bool) -> dict:
                 t, tr, secs, shape = fn(k, cfl)
                 e = err(t, tr)
                 curve.append(dict(cells_per_sigma=k, cfl=cfl, points_per_min_wavelength=2.07 * k, shape=list(shape),
-                                  rel_l2=e, seconds=secs))
+                                  steps=len(t) - 1, rel_l2=e, seconds=secs))
                 print(name, curve[-1], flush=True)
                 if e <= 0.01:
                     if reached is None or secs < reached["seconds"]:
@@ -211,6 +211,27 @@ def time_to_accuracy(small: bool) -> dict:
                     break
         out["solvers"][name] = dict(curve=curve, reached=reached)
     return out
+
+
+def accuracy_figure(tta: dict, device: str):
+    """Ring-trace error against work (cell updates, device-independent) and against wall time on
+    ``device``, one line per solver and CFL number, with the 1% target."""
+    fig, (a_work, a_time) = subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+    for name, s in tta["solvers"].items():
+        for cfl in sorted({r["cfl"] for r in s["curve"]}, reverse=True):
+            rows = [r for r in s["curve"] if r["cfl"] == cfl]
+            style = dict(label=f"{name} @ CFL {cfl}", marker="o", ms=3, ls="--" if name == "jwave" else "-")
+            a_work.loglog([math.prod(r["shape"]) * r["steps"] for r in rows], [r["rel_l2"] for r in rows], **style)
+            a_time.loglog([r["seconds"] for r in rows], [r["rel_l2"] for r in rows], **style)
+    for ax, xlabel in ((a_work, "cell updates (grid cells x time steps)"), (a_time, f"wall time on {device} (s)")):
+        ax.axhline(0.01, color="k", lw=0.8, ls="--")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("ring-trace rel L2 vs fine-grid pstd")
+        ax.grid(True, which="both", alpha=0.3)
+    a_work.legend(fontsize=7, ncol=2)
+    a_work.set_title("error against work")
+    a_time.set_title("error against time")
+    return fig
 
 
 # ----- 3. gradient memory ----------------------------------------------------------------------
@@ -286,17 +307,19 @@ def _accuracy_lines(tta: dict) -> list[str]:
     lines = [f"Reference: pstd at sigma/{tta['reference']['cells_per_sigma']} (grid {tta['reference']['shape']}); "
              f"p0 Gaussian sigma {tta['sigma_m'] * 1e3:.2f} mm at one of {tta['elements']} ring elements; "
              f"ring radius {tta['ring_radius_m'] * 1e3:.1f} mm; {tta['duration_s'] * 1e6:.1f} us.", "",
-             "| solver | fastest grid reaching 1% | cfl | points per min. wavelength | rel L2 | wall s | jwave / solver |",
-             "|---|---|---|---|---|---|---|"]
+             "| solver | fastest grid reaching 1% | cfl | steps | points per min. wavelength | rel L2 | wall s | "
+             "jwave / solver |",
+             "|---|---|---|---|---|---|---|---|"]
     jw = tta["solvers"]["jwave"]["reached"]
     for name, s in tta["solvers"].items():
         r = s["reached"]
         if r is None:
             last = s["curve"][-1]
-            lines.append(f"| {name} | not reached (last {last['rel_l2']:.3g} at {last['shape']}) | | | | | |")
+            lines.append(f"| {name} | not reached (last {last['rel_l2']:.3g} at {last['shape']}) | | | | | | |")
         else:
             ratio = f"{jw['seconds'] / r['seconds']:.2f}x" if jw else "n/a"
-            lines.append(f"| {name} | {'x'.join(map(str, r['shape']))} | {r['cfl']} | {r['points_per_min_wavelength']:.1f} | "
+            lines.append(f"| {name} | {'x'.join(map(str, r['shape']))} | {r['cfl']} | {r.get('steps', '')} | "
+                         f"{r['points_per_min_wavelength']:.1f} | "
                          f"{r['rel_l2']:.4f} | {r['seconds']:.4f} | {ratio} |")
     lines += ["", "Error curves (cells per sigma @ cfl: rel L2 / wall s):", ""]
     for name, s in tta["solvers"].items():
@@ -360,9 +383,9 @@ def main() -> int:
     if args.skip and previous.is_file():  # a partial rerun keeps the skipped sections of the last run
         old = json.loads(previous.read_text())
         if old.get("device") == report["device"]:
-            for section in args.skip:
+            for section in (sec for sec in args.skip if all(old.get(key) for key in SECTION_KEYS[sec])):
                 for key in SECTION_KEYS[section]:
-                    report[key] = old.get(key, report[key])
+                    report[key] = old[key]
                 report["carried_over"][section] = old.get("carried_over", {}).get(section, old["date"])
 
     def save() -> None:  # after every section, so a run cut short still leaves its finished sections
@@ -381,6 +404,7 @@ def main() -> int:
     if "accuracy" not in args.skip:
         report["time_to_accuracy"] = time_to_accuracy(small)
         save()
+        save_figure(accuracy_figure(report["time_to_accuracy"], report["device"]), RESULTS / f"{stem}_accuracy.png")
     if "memory" not in args.skip:
         cases = ([((128, 128), 400), ((64, 64, 64), 100)] if small else [((1024, 1024), 4000), ((128, 128, 128), 1000)])
         for shape, steps in cases:

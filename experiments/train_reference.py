@@ -17,7 +17,8 @@ file, so the stages can run in separate calls or on separate machines:
    optical field operator (data + Helmholtz residual) and the USCT trace operator, each evaluated
    with :func:`training.evaluation.evaluate_run` on the held-out, rare-lesion and OOD sets.
 3. Ablation of the stepper losses: data only, + time reversal, + wave residual, + unrolled, and
-   the wave residual's solver step as a fixed (solver-in-the-loop) target.
+   the wave residual's solver step as a fixed (solver-in-the-loop) target; and of the USCT trace
+   operator's: data only, + source-receiver reciprocity.
 4. Speed: same-grid ratios (from the evaluations), the stepper's break-even macro step against
    ``fd`` and ``pstd`` (batched), and equal-accuracy ratios: the cheapest solver setting (scheme and
    stencil, grid, time step; for the field operator, grid and FDTD run length) whose error against a fine-grid
@@ -66,6 +67,11 @@ ABLATION = {
     "+ unrolled": {"loss": {"data": 1.0, "time_reversal": 0.1, "residual": 0.1}, "unroll": 3},
     "+ unrolled, solver-in-the-loop target": {"loss": {"data": 1.0, "time_reversal": 0.1, "residual": 0.1},
                                               "unroll": 3, "solver_target": True},
+}
+# the USCT trace operator's physics loss: source-receiver reciprocity between its own shots
+TRACE_ABLATION = {
+    "USCT: data only": {"loss": {"data": 1.0}},
+    "USCT: + reciprocity": {"loss": {"data": 1.0, "reciprocity": 0.1}},
 }
 
 
@@ -435,7 +441,7 @@ def trace_equal_accuracy(run: Path, data: Path, batch: int) -> dict[str, Any]:
 def _row(name: str, r: dict[str, Any]) -> str:
     d, b = r["rel_l2"], r["baseline_rel_l2"]
     ro = r.get("rollout", {}).get("median", [float("nan")])[-1]
-    tr = (r.get("time_reversal") or {}).get("median", float("nan"))
+    tr = (r.get("time_reversal") or r.get("reciprocity") or {}).get("median", float("nan"))
     return (f"| {name} | {d['median']:.4g} | {d['p95']:.4g} | {d['p99']:.4g} | {d['max']:.4g} | {ro:.4g} | {tr:.4g} | "
             f"{b['median']:.4g} |")
 
@@ -446,8 +452,8 @@ def _canonical(rows: dict[str, Any], order: list[str]) -> list[tuple[str, Any]]:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    hdr = ["| model | median | p95 | p99 | max | rollout median (last step) | TR inconsistency median | "
-           "baseline median |", "|---|---|---|---|---|---|---|---|"]
+    hdr = ["| model | median | p95 | p99 | max | rollout median (last step) | TR (steppers) / reciprocity (traces) "
+           "inconsistency median | baseline median |", "|---|---|---|---|---|---|---|---|"]
     lines = [f"# Reference surrogates ({results['label']})", "",
              f"Device: {results['device']}. Mode: {MODE_TEXT[results['mode']]}. "
              f"Relative L2 per sample (stepper: one macro step, pressure; field operator: all phasors; "
@@ -481,8 +487,9 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(f"- equal-accuracy, {key.split('_')[0]} (forward): {ratio}. Median rel L2 against the "
                      f"reference ({ea['reference']}): surrogate {ea['surrogate_median_rel_l2']:.3g}, the data's "
                      f"own solver {ea['data_median_rel_l2']:.3g}; {ea['note']}")
-    lines += ["", "## Ablation (acoustic stepper, same data, steps and model)", "", *hdr]
-    lines += [_row(name, r) for name, r in _canonical(results["ablation"], list(ABLATION))]
+    lines += ["", "## Ablation (same data, steps and model within each surrogate: the acoustic stepper's losses, "
+              "then the USCT trace operator's)", "", *hdr]
+    lines += [_row(name, r) for name, r in _canonical(results["ablation"], list(ABLATION) + list(TRACE_ABLATION))]
     lines += ["", "## Not covered", "", *[f"- {n}" for n in results["not_covered"]], ""]
     if results.get("stage_seconds"):
         lines += ["## Stage wall times (s, data and compilation included)", "",
@@ -494,8 +501,8 @@ MODE_TEXT = {"small": "--small (CPU smoke sizes)", "full": "full",
              "budget": f"--budget (GPU grids, fewer samples, {BUDGET_STEPS} training steps, {BUDGET_ABLATION_STEPS} "
                        "for the ablation; not the targets' sizes)"}
 NOT_COVERED = ["Maxwell stepper: no physics residual (the wave residual is acoustic)",
-               "USCT trace operator: no physics loss (the Helmholtz residual needs grid phasors; the operator "
-               "predicts time traces at the ring only)"]
+               "USCT trace operator: no Helmholtz residual (it needs grid phasors; the operator predicts time "
+               "traces at the ring); its physics loss is source-receiver reciprocity (ablation)"]
 
 
 STAGES = ("stepper", "optics", "usct", "speed", "maxwell", "ablation")
@@ -569,15 +576,16 @@ def main(argv: list[str] | None = None) -> int:
             speed["field_equal_accuracy"] = field_equal_accuracy(field_run, optics_set, min(batch, 4))
             speed["trace_equal_accuracy"] = trace_equal_accuracy(trace_run, usct_set, min(batch, 4))
         else:  # ablation
-            (stepper_set, *_), _ = trained("stepper")
-            for i, (name, change) in enumerate(ABLATION.items()):
-                exp = copy.deepcopy(experiments["stepper"])
-                exp["train"] = {k: v for k, v in exp["train"].items() if k not in ("loss", "unroll")} | change
-                if mode == "budget":
-                    exp["train"]["steps"] = BUDGET_ABLATION_STEPS
-                run = ensure_run(exp, stepper_set, work / "runs" / f"ablation_{i}")
-                results["ablation"][name] = evaluated(run, [stepper_set])
-                save()
+            for key, table, prefix in (("stepper", ABLATION, "ablation_"), ("usct", TRACE_ABLATION, "ablation_usct_")):
+                (main_set, *_), _ = trained(key)
+                for i, (name, change) in enumerate(table.items()):
+                    exp = copy.deepcopy(experiments[key])
+                    exp["train"] = {k: v for k, v in exp["train"].items() if k not in ("loss", "unroll")} | change
+                    if mode == "budget":
+                        exp["train"]["steps"] = BUDGET_ABLATION_STEPS
+                    run = ensure_run(exp, main_set, work / "runs" / f"{prefix}{i}")
+                    results["ablation"][name] = evaluated(run, [main_set])
+                    save()
         results["stage_seconds"][stage] = time.perf_counter() - started
         save()
     print(markdown(results))

@@ -209,3 +209,48 @@ def test_residual_loss_and_weights_validation():
         LossWeights(time_reversal=-1.0)
     with pytest.raises(ValueError, match="signs"):
         channel_reversal([1.0, 0.5])
+
+
+def test_reciprocity_gap_is_zero_for_reciprocal_shots_only():
+    """Shots from elements 0, 2 and 5 of 6: shot a's trace at e_b must equal shot b's at e_a."""
+    from training.losses import reciprocity_gap, reciprocity_pairs
+
+    emitters = np.array([0, 2, 5])
+    rng = np.random.default_rng(0)
+    t = rng.normal(size=(3, 10, 6)).astype(np.float32)
+    for a, b in zip(*reciprocity_pairs(emitters)):
+        t[b, :, emitters[a]] = t[a, :, emitters[b]]
+    assert float(reciprocity_gap(jnp.asarray(t), emitters)) == 0.0
+    broken = t.copy()
+    broken[2, :, 0] *= -1.0  # shot 2 (element 5) at element 0 no longer matches shot 0 at element 5
+    gap = float(reciprocity_gap(jnp.asarray(broken), emitters))
+    x = t[0, :, 5]
+    assert gap == pytest.approx(np.sum((2 * x) ** 2) / np.sum(np.stack([t[0, :, 2], t[0, :, 5], t[1, :, 5]]) ** 2
+                                                              + np.stack([t[1, :, 0], t[2, :, 0], t[2, :, 2]]) ** 2)
+                                * 2, rel=1e-5)
+    assert [list(p) for p in reciprocity_pairs(np.array([3, 3, 1]))] == [[0, 1], [2, 2]]  # same element: no pair
+    with pytest.raises(ValueError, match="shots=3"):
+        reciprocity_gap(jnp.zeros((2, 10, 6)), emitters)
+
+
+def test_shot_loss_reciprocity_term():
+    """The reciprocity term needs no target: a model whose shots are reciprocal pays nothing, one
+    whose shots are not pays; it needs the emitters; other tasks refuse the weight."""
+    from pdesurrogate.config import parse
+    from training.config import TrainConfig
+    from training.losses import shot_loss
+
+    batch = {"medium": jnp.ones((2, 1, 8, 8)), "condition": jnp.stack([jnp.zeros((2, 1, 8, 8)),
+                                                                       jnp.ones((2, 1, 8, 8))], 1),
+             "traces": jnp.zeros((2, 2, 5, 4))}
+    weights = LossWeights(data=0.0, reciprocity=1.0)
+    emitters = np.array([0, 3])
+    symmetric = lambda x: jnp.ones((5, 4)) * x[0, 0, 0]  # noqa: E731  (every receiver the same)
+    shot_dependent = lambda x: jnp.ones((5, 4)) * (1.0 + x[1, 0, 0])  # noqa: E731
+    assert float(shot_loss(symmetric, batch, None, weights=weights, emitters=emitters)[0]) == 0.0
+    loss, terms = shot_loss(shot_dependent, batch, None, weights=weights, emitters=emitters)
+    assert float(loss) == pytest.approx(float(terms["reciprocity"])) and float(loss) == pytest.approx(0.4)
+    with pytest.raises(ValueError, match="emitters"):
+        shot_loss(symmetric, batch, None, weights=weights)
+    with pytest.raises(ValueError, match="train.loss.reciprocity"):
+        parse(TrainConfig, {"task": "field", "loss": {"reciprocity": 0.1}}, "train")

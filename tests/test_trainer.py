@@ -421,3 +421,18 @@ def _main(argv: list[str]) -> None:
 if __name__ == "__main__":
     sys.path.insert(0, str(REPO))
     _main(sys.argv[1:])
+
+
+def test_resume_check_fills_settings_added_since_the_checkpoint():
+    """A checkpoint written before a TrainConfig setting existed (e.g. train.loss.reciprocity)
+    resumes: the missing setting counts as its default; a changed setting still refuses."""
+    from pdesurrogate.config import to_dict
+    from training.config import TrainConfig
+    from training.trainer import _with_defaults
+
+    now = to_dict(TrainConfig())
+    old = {k: v for k, v in now.items()}
+    old["loss"] = {k: v for k, v in now["loss"].items() if k != "reciprocity"}
+    assert _with_defaults(old, now) == now
+    changed = dict(old, loss=dict(old["loss"], data=2.0))
+    assert _with_defaults(changed, now)["loss"]["data"] == 2.0

@@ -134,6 +134,8 @@ class TrainConfig:
             raise ValueError("train.loss.time_reversal: only for task 'stepper'")
         if self.task == "traces" and self.loss.residual > 0:
             raise ValueError("train.loss.residual: the traces task has no physics residual (set it to 0)")
+        if self.task != "traces" and self.loss.reciprocity > 0:
+            raise ValueError("train.loss.reciprocity: only for task 'traces'")
         if self.solver_target and self.loss.residual == 0:
             raise ValueError("train.solver_target: it changes the wave residual, so it needs train.loss.residual > 0")
         if self.task != "stepper":  # stepper-only settings must not be set and silently ignored

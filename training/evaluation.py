@@ -19,6 +19,9 @@ their ``data.split`` (``rare_lesion``, ``ood_contrast``, ...). It writes ``evalu
 - ``time_reversal`` (stepper with velocity): the inconsistency ``||R Phi(R Phi(u)) - u|| / ||u||``
   (unsquared; channels scaled by their std) from every frame, outside the absorbing layer and the
   2 cells next to it (the training loss L_TR is the square of this ratio, with the same mask);
+- ``reciprocity`` (trace operator): the source-receiver reciprocity gap of each sample's
+  predicted shots, ``sqrt`` of :func:`training.losses.reciprocity_gap` (relative L2 between
+  reciprocal traces); ``data_reciprocity`` the same for the dataset's solver traces (its floor);
 - ``splits``: the same statistics per extra test set;
 - ``speed``: surrogate against the reference solver on this device, same simulated time,
   forward and forward + gradient with respect to the medium.
@@ -39,6 +42,7 @@ from pdesurrogate.evaluation import metrics
 from pdesurrogate.evaluation.speed import compare, stepper_speed
 from pdesurrogate.surrogate import FieldOperator, Surrogate, TraceOperator, read_spec
 from training.data import open_dataset, phantoms, scenarios, task_fields, to_task_batch
+from training.losses import reciprocity_gap, reciprocity_pairs
 from training.physics import reversal_mask
 
 
@@ -238,8 +242,9 @@ def evaluate_traces(op: TraceOperator, ds: Any, idx: np.ndarray, batch: int = 8
     water = np.where(keep, np.asarray(op.offset)[emitters], 0.0)  # (S, nt, n_elements)
     c = ds.manifest["constants"]
     band = metrics.frequency_band_index(ds.fields["traces"].shape[1], float(c["dt"]), float(c["frequency_hz"]))
-    acc: dict[str, list[np.ndarray]] = {k: [] for k in ("one", "base", "low", "mid", "high")}
+    acc: dict[str, list[np.ndarray]] = {k: [] for k in ("one", "base", "low", "mid", "high", "rec", "rec_data")}
     worst = {"err": -1.0}
+    gap = jax.jit(jax.vmap(lambda t: jnp.sqrt(reciprocity_gap(t, emitters))))
     for raw in _batches(ds, idx, ["sound_speed", "density", "traces"], batch):
         media = jnp.stack([jnp.asarray(raw["sound_speed"]), jnp.asarray(raw["density"])], 1)
         pred = np.where(keep, np.asarray(predict(media)), 0.0)
@@ -249,6 +254,9 @@ def evaluate_traces(op: TraceOperator, ds: Any, idx: np.ndarray, batch: int = 8
         e = metrics.relative_l2(flat(pred), flat(truth))
         acc["one"].append(e)
         acc["base"].append(metrics.relative_l2(flat(np.broadcast_to(water, truth.shape)), flat(truth)))
+        if len(reciprocity_pairs(emitters)[0]):
+            acc["rec"].append(np.asarray(gap(jnp.asarray(pred))))
+            acc["rec_data"].append(np.asarray(gap(jnp.asarray(truth))))
         for k, v in metrics.band_errors(np.swapaxes(flat(pred), 1, 2), np.swapaxes(flat(truth), 1, 2), 1,
                                         band=band).items():
             acc[k].append(v)
@@ -258,7 +266,8 @@ def evaluate_traces(op: TraceOperator, ds: Any, idx: np.ndarray, batch: int = 8
                      "input": raw["sound_speed"][i // S]}
     s = _stats(acc)
     return ({"rel_l2": s["one"], "baseline_rel_l2": s["base"], "bands": {k: s[k] for k in metrics.BANDS},
-             "roi": None},
+             "roi": None, "reciprocity": s["rec"] if acc["rec"] else None,
+             "data_reciprocity": s["rec_data"] if acc["rec_data"] else None},
             {"worst": worst, "one": np.concatenate(acc["one"]), "base": np.concatenate(acc["base"])})
 
 
@@ -325,7 +334,9 @@ def markdown(result: dict[str, Any]) -> str:
             ("rel L2, whole state (channels / std)", result.get("rel_l2_state")),
             ("baseline rel L2 (persistence / incident field / water traces)", result["baseline_rel_l2"]),
             ("ROI rel L2 (lesions + 3 cells)", result["roi"]),
-            ("time-reversal inconsistency", result.get("time_reversal"))]
+            ("time-reversal inconsistency", result.get("time_reversal")),
+            ("reciprocity gap (reciprocal traces)", result.get("reciprocity")),
+            ("reciprocity gap of the solver's data", result.get("data_reciprocity"))]
     rows += [(f"band error: {k}", v) for k, v in result["bands"].items()]
     for name, split in result.get("splits", {}).items():
         rows += [(f"[{name}] rel L2", split["rel_l2"]), (f"[{name}] baseline", split["baseline_rel_l2"]),

@@ -144,11 +144,13 @@ def residual_loss(states: PyTree, residual_fn: Callable[[PyTree], jax.Array]) ->
 
 @dataclasses.dataclass(frozen=True)
 class LossWeights:
-    """Weights of the loss terms: data (relative L2), time reversal, physics residual."""
+    """Weights of the loss terms: data (relative L2), time reversal, physics residual, reciprocity."""
 
     data: float = dataclasses.field(default=1.0, metadata=spec(min=0.0, doc="relative L2 data loss"))
     time_reversal: float = dataclasses.field(default=0.0, metadata=spec(min=0.0, doc="time-reversal consistency"))
     residual: float = dataclasses.field(default=0.0, metadata=spec(min=0.0, doc="physics residual"))
+    reciprocity: float = dataclasses.field(default=0.0, metadata=spec(
+        min=0.0, doc="traces: source-receiver reciprocity between the shots' emitters"))
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -236,10 +238,9 @@ def field_loss(model: Callable[[jax.Array], jax.Array], batch: dict[str, jax.Arr
 
     Batch: ``"medium"`` ``(B, M, *spatial)``, optional ``"condition"`` ``(B, K)`` or
     ``(B, K, *spatial)``, target ``"field"`` ``(B, F, *spatial)`` real or complex (complex targets
-    are compared as real/imag channel pairs, so the model outputs ``2F`` channels), optional
-    ``"mask"`` ``(B, ...)`` broadcastable to one sample's channels (0 leaves an entry out). Terms:
+    are compared as real/imag channel pairs, so the model outputs ``2F`` channels). Terms:
 
-    - ``data``: relative L2 of the predicted channels (times ``mask``);
+    - ``data``: relative L2 of the predicted channels;
     - ``residual`` (if its weight > 0): :func:`residual_loss` of
       ``residual_fn(field, medium, condition)``, with ``field`` the prediction in the target's
       form (complex for complex targets), e.g. a discrete Helmholtz residual.
@@ -252,14 +253,12 @@ def field_loss(model: Callable[[jax.Array], jax.Array], batch: dict[str, jax.Arr
     complex_target = jnp.iscomplexobj(batch["field"])
     condition = batch.get("condition")
 
-    def per_sample(med: jax.Array, cond: jax.Array | None, field: jax.Array,
-                   mask: jax.Array | None) -> dict[str, jax.Array]:
+    def per_sample(med: jax.Array, cond: jax.Array | None, field: jax.Array) -> dict[str, jax.Array]:
         pred = predict_field(model, med, cond)
         target = _field_target(field)
         if pred.shape != target.shape:
             raise ValueError(f"field operator output {pred.shape} must match the target channels {target.shape}")
-        kept = (pred, target) if mask is None else (pred * mask, target * mask)
-        terms = {"data": relative_l2(*kept), "residual": jnp.zeros(())}
+        terms = {"data": relative_l2(pred, target), "residual": jnp.zeros(())}
         if weights.residual > 0:
             pf = pred.astype(jnp.float32)
             if complex_target:
@@ -267,38 +266,92 @@ def field_loss(model: Callable[[jax.Array], jax.Array], batch: dict[str, jax.Arr
             terms["residual"] = residual_loss(pf, lambda f: residual_fn(f, med, cond))
         return terms
 
-    terms = jax.vmap(per_sample)(batch["medium"], condition, batch["field"], batch.get("mask"))
+    terms = jax.vmap(per_sample)(batch["medium"], condition, batch["field"])
     terms = {k: jnp.mean(v) for k, v in terms.items()}
     return weights.data * terms["data"] + weights.residual * terms["residual"], terms
 
 
+def reciprocity_pairs(emitters: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Shot pairs ``(a, b)``, ``a < b``, of distinct emitting elements: ``(first (P,), second (P,))``."""
+    emitters = np.asarray(emitters)
+    a, b = np.triu_indices(len(emitters), 1)
+    keep = emitters[a] != emitters[b]
+    return a[keep], b[keep]
+
+
+def reciprocity_gap(traces: jax.Array, emitters: Sequence[int]) -> jax.Array:
+    """Source-receiver reciprocity inconsistency of one sample's shots.
+
+    For two shots with emitting elements ``e_a`` and ``e_b``, the trace of shot ``a`` at ``e_b``
+    equals the trace of shot ``b`` at ``e_a``: for pressure (mass) sources and pressure receivers
+    in a medium at rest this holds for any heterogeneous sound speed and density, as long as the
+    elements sit in the same medium (the ring in water). The discrete solver keeps it to rounding
+    (its point sources spread exactly as its sensors gather).
+
+    Args:
+        traces: ``(S, nt, R)`` traces of ``S`` shots at ``R`` receivers (any offset common to
+            reciprocal pairs, e.g. the water traces, may be subtracted).
+        emitters: the emitting element of each shot, ``(S,)``.
+    Returns:
+        ``sum ||T[a, :, e_b] - T[b, :, e_a]||^2 / sum (||T[a, :, e_b]||^2 + ||T[b, :, e_a]||^2) / 2``
+        over the pairs of :func:`reciprocity_pairs` (0 without pairs).
+    """
+    emitters = np.asarray(emitters)
+    if traces.ndim != 3 or traces.shape[0] != len(emitters):
+        raise ValueError(f"traces must be (shots={len(emitters)}, nt, receivers), got {traces.shape}")
+    a, b = reciprocity_pairs(emitters)
+    if len(a) == 0:
+        return jnp.zeros((), traces.dtype)
+    x, y = traces[a, :, emitters[b]], traces[b, :, emitters[a]]  # (P, nt) each
+    return jnp.sum((x - y) ** 2) / (0.5 * (jnp.sum(x**2) + jnp.sum(y**2)) + 1e-30)
+
+
 def shot_loss(model: Callable[[jax.Array], jax.Array], batch: dict[str, jax.Array], key: jax.Array | None, *,
-              weights: LossWeights = LossWeights()) -> tuple[jax.Array, dict[str, jax.Array]]:
+              weights: LossWeights = LossWeights(), emitters: Sequence[int] | None = None,
+              ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Task loss of a per-shot measurement operator (USCT: medium + emitter -> traces).
 
     Batch: ``"medium"`` ``(B, M, *spatial)``, ``"condition"`` ``(B, S, K, *spatial)`` (one
     encoding per shot, e.g. the emitter's distance map), targets ``"traces"`` ``(B, S, nt, R)``
     and optional ``"receivers"`` ``(B, S, R)`` (False leaves a receiver's trace out of that shot,
-    e.g. the emitter's own, :func:`training.data.scenarios.receiver_mask`). The data term is the
-    relative L2 error of every shot over its kept traces, averaged over shots and samples
-    (:func:`field_loss` over the ``B * S`` shots). There is no physics residual for traces.
-    Returns ``(loss, {"data", "residual"})``.
+    e.g. the emitter's own, :func:`training.data.scenarios.receiver_mask`). Terms:
+
+    - ``data``: the relative L2 error of every shot over its kept traces, averaged over shots and
+      samples;
+    - ``reciprocity`` (if its weight > 0; needs ``emitters``, the ``S`` emitting elements):
+      :func:`reciprocity_gap` of each sample's predicted shots, a physics consistency that needs
+      no target (0 for the solver to rounding).
+
+    There is no physics residual for traces. ``key`` is unused. Returns
+    ``(loss, {"data", "residual", "reciprocity"})``.
     """
+    del key
     if weights.residual > 0:
         raise ValueError(f"weights.residual must be 0: shot_loss has no physics residual, got {weights.residual}")
+    if weights.reciprocity > 0 and emitters is None:
+        raise ValueError("a reciprocity weight > 0 needs the shots' emitters")
     traces, condition = batch["traces"], batch["condition"]
     B, S = traces.shape[:2]
     if condition.shape[:2] != (B, S):
         raise ValueError(f"condition {condition.shape} must have the (batch, shots) axes of traces {traces.shape}")
-    flat = {"medium": jnp.repeat(batch["medium"], S, axis=0),
-            "condition": condition.reshape((B * S,) + condition.shape[2:]),
-            "field": traces.reshape((B * S,) + traces.shape[2:])}
-    if "receivers" in batch:
-        receivers = batch["receivers"]
-        if receivers.shape != (B, S, traces.shape[-1]):
-            raise ValueError(f"receivers {receivers.shape} must be (batch, shots, receivers) of traces {traces.shape}")
-        flat["mask"] = receivers.reshape(B * S, 1, traces.shape[-1]).astype(traces.dtype)
-    return field_loss(model, flat, key, weights=weights)
+    receivers = batch.get("receivers")
+    if receivers is not None and receivers.shape != (B, S, traces.shape[-1]):
+        raise ValueError(f"receivers {receivers.shape} must be (batch, shots, receivers) of traces {traces.shape}")
+
+    def per_sample(med: jax.Array, cond: jax.Array, target: jax.Array, keep: jax.Array | None) -> dict[str, jax.Array]:
+        pred = jax.vmap(lambda c: predict_field(model, med, c))(cond)  # (S, nt, R)
+        if pred.shape != target.shape:
+            raise ValueError(f"trace operator output {pred.shape[1:]} must match the traces {target.shape[1:]}")
+        mask = 1.0 if keep is None else keep[:, None, :].astype(pred.dtype)
+        terms = {"data": jnp.mean(jax.vmap(relative_l2)(pred * mask, target * mask)), "residual": jnp.zeros(()),
+                 "reciprocity": jnp.zeros(())}
+        if weights.reciprocity > 0:
+            terms["reciprocity"] = reciprocity_gap(pred.astype(jnp.float32), emitters)
+        return terms
+
+    terms = jax.vmap(per_sample)(batch["medium"], condition, traces, receivers)
+    terms = {k: jnp.mean(v) for k, v in terms.items()}
+    return weights.data * terms["data"] + weights.reciprocity * terms["reciprocity"], terms
 
 
 def stepper_sample(model: Callable[[jax.Array], jax.Array], batch: dict[str, jax.Array], *,

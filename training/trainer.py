@@ -162,10 +162,11 @@ def initialize_distributed() -> None:
 
 
 def make_task_loss(cfg: TrainConfig, *, residual_fn: Callable[..., jax.Array] | None = None,
-                   reversal_mask: jax.Array | None = None) -> tuple[LossFn, SampleFn]:
+                   reversal_mask: jax.Array | None = None,
+                   emitters: Sequence[int] | None = None) -> tuple[LossFn, SampleFn]:
     """``(loss_fn, sample_fn)`` of the configured task (:func:`~training.losses.stepper_loss`,
     :func:`~training.losses.field_loss` or :func:`~training.losses.shot_loss`) with the configured
-    weights and options."""
+    weights and options; ``emitters``: the traces task's emitting element per shot (reciprocity)."""
     if cfg.task == "stepper":
         def loss_fn(model, batch, key):
             return stepper_loss(model, batch, key, unroll=cfg.unroll, pushforward=cfg.pushforward,
@@ -180,7 +181,7 @@ def make_task_loss(cfg: TrainConfig, *, residual_fn: Callable[..., jax.Array] | 
 
     if cfg.task == "traces":
         def shot_loss_fn(model, batch, key):
-            return shot_loss(model, batch, key, weights=cfg.loss)
+            return shot_loss(model, batch, key, weights=cfg.loss, emitters=emitters)
 
         return shot_loss_fn, shot_sample
 
@@ -188,6 +189,17 @@ def make_task_loss(cfg: TrainConfig, *, residual_fn: Callable[..., jax.Array] | 
         return field_loss(model, batch, key, weights=cfg.loss, residual_fn=residual_fn)
 
     return field_loss_fn, field_sample
+
+
+def _with_defaults(stored: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """``stored`` settings with the keys they lack taken from ``defaults``, recursively."""
+    out = dict(stored)
+    for key, value in defaults.items():
+        if key not in out:
+            out[key] = value
+        elif isinstance(value, dict) and isinstance(out[key], dict):
+            out[key] = _with_defaults(out[key], value)
+    return out
 
 
 class _CsvLog:
@@ -493,13 +505,14 @@ class Trainer:
         if "batches" not in meta:
             raise ValueError(f"cannot resume {self.run_dir}: its checkpoints have no data position (written by an "
                              f"older trainer; start over with --no-resume)")
-        # Resuming continues the same optimisation: only the step budget may grow.
+        # Resuming continues the same optimisation: only the step budget may grow. Settings added to
+        # TrainConfig after the checkpoint was written count as their defaults.
         train = to_dict(self.cfg)
-        changed = sorted(k for k in set(meta["train"]) | set(train)
-                         if k != "steps" and meta["train"].get(k) != train.get(k))
+        stored = _with_defaults(meta["train"], to_dict(TrainConfig()))
+        changed = sorted(k for k in set(stored) | set(train) if k != "steps" and stored.get(k) != train.get(k))
         if changed:
             raise ValueError(f"cannot resume {self.run_dir}: train.{changed[0]} was "
-                             f"{meta['train'].get(changed[0])!r}, now {train.get(changed[0])!r} "
+                             f"{stored.get(changed[0])!r}, now {train.get(changed[0])!r} "
                              f"(only train.steps may change on resume; start over with --no-resume)")
         params, opt_state, rest, meta = self._restore(store, latest, params, opt_state, rest)
         pos = _Position(step=meta["step"], batches=meta["batches"], nan_events=meta["nan_events"],

@@ -122,7 +122,8 @@ def build_run(toml: dict[str, Any], data_dir: str | Path, *, steps: int | None =
     Returns a dict with ``model_config`` (registry config with normalisation), ``train`` (a
     :class:`~training.config.TrainConfig`), ``train_loader``, ``val_loader``, ``residual_fn``,
     ``reversal_mask`` (stepper: 0 in the PML and 2 cells next to it, where absorption breaks
-    time reversibility) and ``spec`` (the ``surrogate.json`` content).
+    time reversibility), ``spec`` (the ``surrogate.json`` content) and ``emitters`` (traces: the
+    emitting element of each shot).
     """
     from pdesurrogate.config import parse
     from training.config import ModelConfig, TrainConfig
@@ -171,7 +172,7 @@ def build_run(toml: dict[str, Any], data_dir: str | Path, *, steps: int | None =
     scales = state_scales(stats["state"]["std"]) if task == "stepper" else None
     if model_cfg.trace_bandwidth is not None and task != "traces":
         raise ValueError(f"model.trace_bandwidth: only for usct (traces) datasets, this one is {scenario!r}")
-    offset, target_offset, condition, receivers = None, None, None, None
+    offset, target_offset, condition, receivers, emitters = None, None, None, None, None
     if task != "stepper":
         from training.evaluation import homogeneous_response
 
@@ -272,7 +273,8 @@ def build_run(toml: dict[str, Any], data_dir: str | Path, *, steps: int | None =
                                             background_index=float(constants.get("background_index", 1.0)),
                                             offset=offset)
     return {"model_config": model_config, "train": train_cfg, "train_loader": train_loader,
-            "val_loader": val_loader, "residual_fn": residual_fn, "reversal_mask": reversal_mask, "spec": spec}
+            "val_loader": val_loader, "residual_fn": residual_fn, "reversal_mask": reversal_mask, "spec": spec,
+            "emitters": emitters}
 
 
 def train_run(toml: dict[str, Any], data_dir: str | Path, out: str | Path, *, resume: bool = True,
@@ -301,7 +303,8 @@ def train_run(toml: dict[str, Any], data_dir: str | Path, out: str | Path, *, re
         np.save(out / spec["offset_file"], offset)
     write_json(spec_path, spec)
     mask = None if run["reversal_mask"] is None else jnp.asarray(run["reversal_mask"])
-    loss_fn, sample_fn = make_task_loss(run["train"], residual_fn=run["residual_fn"], reversal_mask=mask)
+    loss_fn, sample_fn = make_task_loss(run["train"], residual_fn=run["residual_fn"], reversal_mask=mask,
+                                        emitters=run["emitters"])
     trainer = Trainer(run["model_config"], loss_fn, run["train_loader"], run["train"], out,
                       val_loader=run["val_loader"], sample_fn=sample_fn, progress=progress)
     return trainer.fit(resume=resume)

@@ -18,7 +18,7 @@ from solvers import Grid, acoustic, analytic, maxwell
 # ## A Gaussian initial pressure in 2D, against the Hankel-integral solution
 #
 # Grid index `i` sits at `x = i * spacing`. Sensors are positions in metres; these sit on grid points
-# (off-grid positions are interpolated: band-limited sinc for `pstd`, linear for `fd`).
+# (off-grid positions are interpolated, by default with a band-limited sinc kernel for both schemes).
 
 # %%
 grid = Grid(shape=(128, 128), spacing=1e-4)

@@ -126,10 +126,13 @@ def test_off_grid_source_and_sensor_are_translation_invariant():
     assert _rel(traces[1], traces[0]) <= 2e-3
 
 
-@pytest.mark.parametrize("order, cfl, expected", [(2, 0.3, 2.0), (4, 0.05, 4.0)])
-def test_fd_converges_at_expected_order(order, cfl, expected):
+@pytest.mark.parametrize("order, cfl, expected, kind", [(2, 0.3, 2.0, "taylor"), (4, 0.05, 4.0, "taylor"),
+                                                       (8, 0.3, 2.0, "dispersion")])
+def test_fd_converges_at_expected_order(order, cfl, expected, kind):
     """Halving h (fixed physical problem) divides the trace error by ~2**order (order 4 needs a small
-    cfl, otherwise the leapfrog's second-order time error dominates)."""
+    cfl, otherwise the leapfrog's second-order time error dominates). At a fixed CFL number the
+    dispersion stencils converge at second order, like the leapfrog they compensate (measured 1.75,
+    with errors 0.33% and 0.10% against Taylor fd8's 0.63% and 0.16%)."""
     sigma = 4e-4
     errs = []
     for cells in (3, 6):
@@ -141,7 +144,7 @@ def test_fd_converges_at_expected_order(order, cfl, expected):
         p0 = np.exp(-((x[0] - centre) ** 2 + (x[1] - centre) ** 2) / (2 * sigma**2)).astype(np.float32)
         sensors = np.array([[centre, centre + 6 * sigma]])
         res = acoustic.simulate(grid, acoustic.Medium(C, 1000.0), 10 * sigma / C, p0=p0, sensors=sensors,
-                                scheme="fd", fd_order=order, pml_size=0, cfl=cfl)
+                                scheme="fd", fd_order=order, pml_size=0, cfl=cfl, fd_coefficients=kind)
         ref = analytic.gaussian_p0_2d(6 * sigma, np.asarray(res.time), sigma, C)
         errs.append(_rel(res.traces[:, 0], ref))
     observed = np.log2(errs[0] / errs[1])

@@ -108,6 +108,26 @@ def test_partial_then_resume_equals_uninterrupted(tmp_path):
     assert_same_samples(tmp_path / "full", tmp_path / "part")
 
 
+def test_resume_with_other_code_warns(tmp_path):
+    """A dataset begun by another commit is resumed (same config), with a warning: the solvers may
+    have changed in between (e.g. a default point kernel), which the config fingerprint cannot see."""
+    import io
+    import json
+
+    from training.data.storage import git_commit
+
+    generate(PHANTOM, tmp_path / "part", progress=False, max_batches=1)
+    manifest = tmp_path / "part" / "manifest.json"
+    m = json.loads(manifest.read_text())
+    m["git_commit"] = "0" * 40
+    manifest.write_text(json.dumps(m))
+    log = io.StringIO()
+    assert generate(PHANTOM, tmp_path / "part", progress=False, log=log)["written"] == 6
+    if git_commit() is None:
+        pytest.skip("not running from a git checkout")
+    assert "begun at commit 0000000000000000000000000000000000000000" in log.getvalue()
+
+
 @pytest.mark.parametrize("data", [
     dict(PHANTOM, num_samples=240, batch_size=1, shape=[48, 48]),
     # the device path: vmapped simulation and the background writer thread are killed mid-run

@@ -36,7 +36,7 @@ import numpy as np
 from pdesurrogate.progress import Progress
 from training.data import scenarios
 from training.data.config import DataConfig, as_config, config_dict, fingerprint, parse_data_config
-from training.data.storage import DatasetWriter
+from training.data.storage import DatasetWriter, git_commit
 
 
 def _barrier(name: str) -> None:
@@ -231,6 +231,11 @@ def generate(config: DataConfig | dict[str, Any], out: str | Path, *, overwrite:
         mine = mine[:max_batches]
     if done:
         print(f"{out}: resuming, {len(done)}/{writer.num_batches} batches already written", file=log)
+        began, now = writer.manifest.get("git_commit"), git_commit()
+        if began and now and began != now:
+            print(f"{out}: warning: the dataset was begun at commit {began} and is resumed at {now}; if the "
+                  f"solvers changed in between, the two runs' samples differ (--overwrite regenerates all)",
+                  file=log)
     bs = config.batch_size
     n_mine = sum(writer.batch_range(b)[1] - writer.batch_range(b)[0] for b in mine)
     bar = Progress(total=n_mine, desc=f"generate[{pid}/{nproc}]" if nproc > 1 else "generate",

@@ -19,8 +19,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 copy_out() {
   if [ -n "${OUT:-}" ]; then
-    cp experiments/results/acoustic_benchmark.* experiments/results/maxwell_benchmark.* \
-      experiments/results/bench_data_gpu.* "$OUT"/ 2>/dev/null || true
+    cp experiments/results/acoustic_benchmark.* experiments/results/acoustic_benchmark_accuracy.png \
+      experiments/results/maxwell_benchmark.* experiments/results/bench_data_gpu.* "$OUT"/ 2>/dev/null || true
   fi
 }
 trap copy_out EXIT

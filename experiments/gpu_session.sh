@@ -29,8 +29,8 @@ mkdir -p "$results"
 export PYTHONPATH=. PYTHONUNBUFFERED=1
 
 copy_out() {
-  cp experiments/results/acoustic_benchmark.* experiments/results/maxwell_benchmark.* \
-    experiments/results/bench_data_gpu.* "$results"/ 2>/dev/null
+  cp experiments/results/acoustic_benchmark.* experiments/results/acoustic_benchmark_accuracy.png \
+    experiments/results/maxwell_benchmark.* experiments/results/bench_data_gpu.* "$results"/ 2>/dev/null
   if [ -n "${OUT:-}" ]; then
     tar czf "$OUT/gpu_results.tgz" -C runs gpu_results
     cp "$results"/*.md "$OUT"/ 2>/dev/null

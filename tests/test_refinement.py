@@ -105,8 +105,8 @@ def test_coarse_optics_runs_compare_where_the_tfsf_regions_agree():
     """A 2x coarser optics run: its pml_size 5 / margin 4 layers round up to 3 / 2 coarse cells, so
     its total-field box ends one data cell short of the data run's on the high faces. The region
     map marks exactly those nodes (scattered-field on the coarse grid, total-field on the data grid),
-    where the two runs differ by about the incident wave; elsewhere outside the absorbing layers they differ by the coarse grid's
-    discretisation error."""
+    where the two runs differ by about the incident wave; elsewhere outside the absorbing layers
+    they differ by the coarse grid's discretisation error."""
     from training.data import parse_data_config, phantoms
 
     cfg = parse_data_config({"scenario": "optics", "num_samples": 1, "shape": [40, 40], "spacing": 2.5e-8,

@@ -373,6 +373,22 @@ def test_config_validation():
         trainer._shard_batch({"state": np.zeros((4, 1))})
 
 
+def test_resume_check_fills_settings_added_since_the_checkpoint():
+    """A checkpoint written before a TrainConfig setting existed (e.g. train.loss.reciprocity)
+    resumes: the missing setting counts as its default. A changed setting is still reported, and
+    so is a grown step budget not."""
+    from pdesurrogate.config import to_dict
+    from training.config import TrainConfig
+    from training.trainer import changed_train_settings
+
+    now = to_dict(TrainConfig())
+    old = dict(now, loss={k: v for k, v in now["loss"].items() if k != "reciprocity"})
+    assert "reciprocity" not in old["loss"] and changed_train_settings(old, now) == []
+    assert changed_train_settings(dict(old, steps=now["steps"] // 2), now) == []
+    changed = dict(old, loss=dict(old["loss"], data=2.0))
+    assert changed_train_settings(changed, now) == [("loss", dict(now["loss"], data=2.0), now["loss"])]
+
+
 # ---------------------------------------------------------------------------------------------
 # subprocess entry points
 def _main(argv: list[str]) -> None:
@@ -422,17 +438,3 @@ if __name__ == "__main__":
     sys.path.insert(0, str(REPO))
     _main(sys.argv[1:])
 
-
-def test_resume_check_fills_settings_added_since_the_checkpoint():
-    """A checkpoint written before a TrainConfig setting existed (e.g. train.loss.reciprocity)
-    resumes: the missing setting counts as its default; a changed setting still refuses."""
-    from pdesurrogate.config import to_dict
-    from training.config import TrainConfig
-    from training.trainer import _with_defaults
-
-    now = to_dict(TrainConfig())
-    old = {k: v for k, v in now.items()}
-    old["loss"] = {k: v for k, v in now["loss"].items() if k != "reciprocity"}
-    assert _with_defaults(old, now) == now
-    changed = dict(old, loss=dict(old["loss"], data=2.0))
-    assert _with_defaults(changed, now)["loss"]["data"] == 2.0

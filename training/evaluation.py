@@ -245,6 +245,7 @@ def evaluate_traces(op: TraceOperator, ds: Any, idx: np.ndarray, batch: int = 8
     acc: dict[str, list[np.ndarray]] = {k: [] for k in ("one", "base", "low", "mid", "high", "rec", "rec_data")}
     worst = {"err": -1.0}
     gap = jax.jit(jax.vmap(lambda t: jnp.sqrt(reciprocity_gap(t, emitters))))
+    has_pairs = len(reciprocity_pairs(emitters)[0]) > 0
     for raw in _batches(ds, idx, ["sound_speed", "density", "traces"], batch):
         media = jnp.stack([jnp.asarray(raw["sound_speed"]), jnp.asarray(raw["density"])], 1)
         pred = np.where(keep, np.asarray(predict(media)), 0.0)
@@ -254,7 +255,7 @@ def evaluate_traces(op: TraceOperator, ds: Any, idx: np.ndarray, batch: int = 8
         e = metrics.relative_l2(flat(pred), flat(truth))
         acc["one"].append(e)
         acc["base"].append(metrics.relative_l2(flat(np.broadcast_to(water, truth.shape)), flat(truth)))
-        if len(reciprocity_pairs(emitters)[0]):
+        if has_pairs:
             acc["rec"].append(np.asarray(gap(jnp.asarray(pred))))
             acc["rec_data"].append(np.asarray(gap(jnp.asarray(truth))))
         for k, v in metrics.band_errors(np.swapaxes(flat(pred), 1, 2), np.swapaxes(flat(truth), 1, 2), 1,

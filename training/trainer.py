@@ -202,6 +202,15 @@ def _with_defaults(stored: dict[str, Any], defaults: dict[str, Any]) -> dict[str
     return out
 
 
+def changed_train_settings(stored: dict[str, Any], current: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """``(name, stored, current)`` of every ``train`` setting but ``steps`` that differs between a
+    checkpoint's settings and the current ones; settings added to :class:`TrainConfig` after the
+    checkpoint was written count as their defaults."""
+    stored = _with_defaults(stored, to_dict(TrainConfig()))
+    return [(k, stored.get(k), current.get(k)) for k in sorted(set(stored) | set(current))
+            if k != "steps" and stored.get(k) != current.get(k)]
+
+
 class _CsvLog:
     """Append-only CSV of scalar rows with a ``batch`` column (batches consumed); on resume rows
     with ``batch > keep_until`` are dropped (they were logged after the checkpoint and will be
@@ -505,14 +514,11 @@ class Trainer:
         if "batches" not in meta:
             raise ValueError(f"cannot resume {self.run_dir}: its checkpoints have no data position (written by an "
                              f"older trainer; start over with --no-resume)")
-        # Resuming continues the same optimisation: only the step budget may grow. Settings added to
-        # TrainConfig after the checkpoint was written count as their defaults.
-        train = to_dict(self.cfg)
-        stored = _with_defaults(meta["train"], to_dict(TrainConfig()))
-        changed = sorted(k for k in set(stored) | set(train) if k != "steps" and stored.get(k) != train.get(k))
+        # Resuming continues the same optimisation: only the step budget may grow.
+        changed = changed_train_settings(meta["train"], to_dict(self.cfg))
         if changed:
-            raise ValueError(f"cannot resume {self.run_dir}: train.{changed[0]} was "
-                             f"{stored.get(changed[0])!r}, now {train.get(changed[0])!r} "
+            name, was, now = changed[0]
+            raise ValueError(f"cannot resume {self.run_dir}: train.{name} was {was!r}, now {now!r} "
                              f"(only train.steps may change on resume; start over with --no-resume)")
         params, opt_state, rest, meta = self._restore(store, latest, params, opt_state, rest)
         pos = _Position(step=meta["step"], batches=meta["batches"], nan_events=meta["nan_events"],

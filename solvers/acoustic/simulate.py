@@ -22,7 +22,6 @@ from solvers.scan import CHECKPOINTING
 from solvers.validate import check_choice, check_int_range, check_positive_finite_scalar, is_concrete
 
 
-
 class SimulationResult(eqx.Module):
     """Output of :func:`simulate`.
 
@@ -187,7 +186,7 @@ def simulate(grid: Grid, medium: Medium, duration: float, p0: jnp.ndarray | None
     c = jnp.asarray(medium.sound_speed, dtype)
     rho = jnp.asarray(medium.density, dtype)
     alpha = jnp.asarray(medium.alpha_coeff, dtype) if medium.absorbing else None
-    cfg = _Config(grid, scheme, int(fd_order), fd_coefficients, pml_size, pml_alpha, medium.alpha_power, nt, steps, checkpoint,
-                  segment, checkpoints)
+    cfg = _Config(grid, scheme, int(fd_order), fd_coefficients, pml_size, pml_alpha, medium.alpha_power, nt, steps,
+                  checkpoint, segment, checkpoints)
     return _simulate_core(cfg, c, rho, alpha, jnp.asarray(dt, dtype), None if c_ref is None else jnp.asarray(c_ref, dtype),
                           None if p0 is None else jnp.asarray(p0, dtype), terms, sampler)

@@ -264,10 +264,10 @@ def generate(config: DataConfig | dict[str, Any], out: str | Path, *, overwrite:
                 continue
             b, host, extra, device_out = item
             try:
-                arrays = stored_arrays(writer, b, host, device_out)
-                writer.write_batch(b, arrays, extra)
+                writer.write_batch(b, stored_arrays(writer, b, host, device_out), extra)
+                lo, hi = writer.batch_range(b)
                 with bar_lock:
-                    bar.update(len(next(iter(arrays.values()))))
+                    bar.update(hi - lo)
                     if not first_write:
                         first_write.append(time.perf_counter() - start_time)
             except BaseException as err:  # re-raised in the main thread

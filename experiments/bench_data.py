@@ -9,10 +9,14 @@ For each config, at the config's batch size:
 ``overhead = 1 - t_simulation / t_generation`` is the share of generation wall time not explained
 by simulation (target <= 10%), over the whole run and in steady state (after the first batch is
 written: compilation and the host worker pool's start are fixed costs). The write stage is also
-timed alone, so the table shows which stage bounds the rate.
+timed alone, and so is the storage itself (files of the dataset's largest chunk, written by the
+same number of threads, each file fsync'd as tensorstore's file driver does by default, and
+without fsync), so the table shows which stage bounds the rate.
 
     uv run python experiments/bench_data.py            # GPU sizes (128^2 configs)
     uv run python experiments/bench_data.py --small    # CPU smoke sizes
+    uv run python experiments/bench_data.py --scratch /dev/shm --out DIR   # datasets in RAM:
+        # the pipeline without the disk (compare with the default run to see what the disk costs)
 
 Writes ``experiments/results/bench_data_<backend>[_small].{md,json}``.
 """
@@ -41,6 +45,29 @@ GPU_CONFIGS = ("acoustic_stepper_128", "usct_128", "maxwell_field_128")
 SMALL_CONFIGS = ("acoustic_smoke", "maxwell_smoke")
 
 
+def storage_write_mb_per_s(scratch: Path, chunk_bytes: int, total_bytes: int, writers: int, sync: bool) -> float:
+    """MB/s of writing ``total_bytes`` into ``scratch`` as files of ``chunk_bytes`` random bytes from
+    ``writers`` threads, each file fsync'd before it is closed when ``sync`` (the dataset writer's
+    chunk files are: tensorstore's ``file_io_sync`` defaults to true)."""
+    block = np.random.default_rng(0).integers(0, 256, chunk_bytes, dtype=np.uint8).tobytes()
+    n_files = max(writers, -(-total_bytes // chunk_bytes))
+    folder = scratch / f"storage_{'sync' if sync else 'nosync'}"
+    folder.mkdir()
+
+    def write(i: int) -> None:
+        with open(folder / f"f{i}", "wb") as f:
+            f.write(block)
+            if sync:
+                os.fsync(f.fileno())
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(writers) as pool:
+        list(pool.map(write, range(n_files)))
+    seconds = time.perf_counter() - t0
+    shutil.rmtree(folder)
+    return n_files * chunk_bytes / seconds / 1e6
+
+
 def bench_config(name: str, batches: int, workers: int | None, writers: int, scratch: Path) -> dict:
     """One config's row; ``workers=None``: :func:`training.data.generate.default_workers`."""
     import jax
@@ -48,7 +75,7 @@ def bench_config(name: str, batches: int, workers: int | None, writers: int, scr
     from training.data import generate, load_data_config
     from training.data.generate import BatchedSimulator, batch_inputs, default_workers, padded, stored_arrays
     from training.data.scenarios import build
-    from training.data.storage import DatasetWriter
+    from training.data.storage import DatasetWriter, chunk_samples
 
     config = load_data_config(ROOT / "experiments" / "configs" / f"{name}.toml")
     config = dataclasses.replace(config, num_samples=batches * config.batch_size)
@@ -99,6 +126,9 @@ def bench_config(name: str, batches: int, workers: int | None, writers: int, scr
     shutil.rmtree(scratch / f"{name}_writes")
     n = config.num_samples
     steady_rate = (n - bs) / (gen_s - first_s)
+    chunk_bytes = max(chunk_samples(spec, bs) * math.prod(spec.shape) * np.dtype(spec.dtype).itemsize
+                      for spec in scenario.fields.values())
+    storage = {sync: storage_write_mb_per_s(scratch, chunk_bytes, disk, writers, sync) for sync in (True, False)}
     return {
         "config": name, "scenario": config.scenario, "shape": list(config.shape), "batch_size": bs,
         "samples": n, "devices": sim.n_devices, "workers": workers, "writers": writers,
@@ -108,6 +138,9 @@ def bench_config(name: str, batches: int, workers: int | None, writers: int, scr
         "overhead": 1.0 - sim_s / gen_s, "steady_overhead": 1.0 - steady_rate * sim_s / n,
         "host_inputs_ms_per_sample_1proc": 1e3 * host_s / n, "write_ms_per_sample": 1e3 * write_s / n,
         "raw_mb_per_sample": raw / 1e6, "disk_mb_per_sample": disk / n / 1e6,
+        "scratch": str(scratch), "storage_chunk_mb": chunk_bytes / 1e6,
+        "storage_mb_per_s_fsync": storage[True], "storage_mb_per_s_no_fsync": storage[False],
+        "storage_bound_samples_per_s": storage[True] / (disk / n / 1e6),
     }
 
 
@@ -117,23 +150,28 @@ def write_report(out: Path, stem: str, meta: dict, rows: list[dict], small: bool
 
     write_json(out / f"{stem}.json", {"meta": meta, "rows": rows})
     lines = [f"# Dataset generation throughput ({meta['device']}, JAX {meta['jax']})", "",
-             f"`uv run python experiments/bench_data.py{' --small' if small else ''}` on {meta['date']}. "
+             f"`{meta['command']}` on {meta['date']}, datasets written under `{meta['scratch']}`. "
              "Overhead = share of generation wall time outside simulation (target <= 10%): over the whole "
              "run, and in steady state (after the first batch is written, i.e. without compilation and "
              "the worker pool's start). Host inputs: phantoms and sources in one process; writes: the "
              "write stage alone (device->host copy, compression, chunk writes, statistics, markers) "
-             "with the writer threads.", "",
+             "with the writer threads. Storage: files of the largest chunk written by as many threads, "
+             "fsync'd each (as the writer's) and not; storage-bound samples/s = fsync'd MB/s / disk MB per "
+             "sample.", "",
              "| config | grid | batch | samples | workers | writers | simulation samples/s | "
              "generation samples/s | overhead | steady samples/s | steady overhead | first batch s | "
-             "host inputs ms/sample (1 proc) | writes ms/sample | MB/sample raw -> disk |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "host inputs ms/sample (1 proc) | writes ms/sample | MB/sample raw -> disk | "
+             "storage MB/s fsync / none | storage-bound samples/s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['config']} | {'x'.join(map(str, r['shape']))} | {r['batch_size']} | {r['samples']} | "
                      f"{r['workers']} | {r['writers']} | {r['simulation_samples_per_s']:.3g} | "
                      f"{r['generation_samples_per_s']:.3g} | {100 * r['overhead']:.1f}% | "
                      f"{r['steady_samples_per_s']:.3g} | {100 * r['steady_overhead']:.1f}% | {r['first_batch_s']:.2f} | "
                      f"{r['host_inputs_ms_per_sample_1proc']:.2f} | {r['write_ms_per_sample']:.2f} | "
-                     f"{r['raw_mb_per_sample']:.3g} -> {r['disk_mb_per_sample']:.3g} |")
+                     f"{r['raw_mb_per_sample']:.3g} -> {r['disk_mb_per_sample']:.3g} | "
+                     f"{r['storage_mb_per_s_fsync']:.0f} / {r['storage_mb_per_s_no_fsync']:.0f} | "
+                     f"{r['storage_bound_samples_per_s']:.3g} |")
     write_text(out / f"{stem}.md", "\n".join(lines) + "\n")
 
 
@@ -148,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--writers", type=int, default=None,
                         help="writer threads for generation (default: training.data.generate.default_writers())")
     parser.add_argument("--out", default=str(ROOT / "experiments" / "results"))
+    parser.add_argument("--scratch", default=None,
+                        help="folder to generate the datasets in (default: the system's temporary folder)")
     args = parser.parse_args(argv)
 
     import jax
@@ -163,10 +203,14 @@ def main(argv: list[str] | None = None) -> int:
     backend = jax.default_backend()
     device = str(jax.devices()[0].device_kind) if backend != "cpu" else f"CPU ({os.cpu_count()} cores visible)"
     meta = {"backend": backend, "device": device, "jax": jax.__version__, "python": platform.python_version(),
-            "small": args.small, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+            "small": args.small, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "scratch": str(Path(args.scratch or tempfile.gettempdir()).resolve()),
+            "command": "uv run python experiments/bench_data.py" + " ".join(["", *(argv if argv is not None else sys.argv[1:])])}
     stem = f"bench_data_{backend}{'_small' if args.small else ''}"
     out = Path(args.out)
-    scratch = Path(tempfile.mkdtemp(prefix="bench_data_"))
+    if args.scratch is not None and not Path(args.scratch).is_dir():
+        raise ValueError(f"--scratch must be an existing folder, got {args.scratch}")
+    scratch = Path(tempfile.mkdtemp(prefix="bench_data_", dir=args.scratch))
     rows: list[dict] = []
     try:
         for name in names:

@@ -23,19 +23,25 @@ import argparse
 import datetime
 import json
 import math
+import os
 import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import equinox as eqx
-import jax
-import jax.numpy as jnp
-import numpy as np
+# JAX's default preallocation (75% of GPU memory) in this process would leave the gradient variants'
+# fresh processes a quarter of the card: on an 80 GB H100 the adjoint ran out of memory loading its
+# kernels. Allocate on demand here and in the children (they inherit the environment).
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
-from pdesurrogate.io import write_json, write_text
-from solvers import Grid, maxwell
+import equinox as eqx  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from pdesurrogate.io import write_json, write_text  # noqa: E402
+from solvers import Grid, maxwell  # noqa: E402
 
 LAM0 = 1.0e-6
 INDEX = 1.5
@@ -139,7 +145,8 @@ def _fmt_bytes(b):
 def main() -> None:
     parser = argparse.ArgumentParser(description="Maxwell FDTD benchmark")
     parser.add_argument("--small", action="store_true", help="CPU smoke sizes")
-    parser.add_argument("--only", choices=("throughput", "mie", "gradient"), default=None)
+    parser.add_argument("--only", choices=("throughput", "mie", "gradient"), default=None,
+                        help="run one section; on the same device the others keep the last run's results")
     parser.add_argument("--grad-variant", default=None, help="internal: run one gradient variant and print JSON")
     args = parser.parse_args()
     small = args.small
@@ -155,10 +162,18 @@ def main() -> None:
     dev = jax.devices()[0]
     out = {"device": f"{dev.platform}: {dev.device_kind}", "jax": jax.__version__, "python": platform.python_version(),
            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-           "command": "uv run python experiments/bench_maxwell.py" + (" --small" if small else ""),
+           "command": " ".join(["uv run python experiments/bench_maxwell.py", *sys.argv[1:]]),
            "dtype": "float32"}
     suffix = "_cpu" if small else ""
     res_dir = Path(__file__).parent / "results"
+    previous = res_dir / f"maxwell_benchmark{suffix}.json"
+    if args.only and previous.is_file():  # a one-section rerun keeps the other sections of the last run
+        old = json.loads(previous.read_text())
+        if old.get("device") == out["device"]:
+            out["carried_over"] = {}
+            for section in (sec for sec in ("throughput", "mie", "gradient") if sec != args.only and sec in old):
+                out[section] = old[section]
+                out["carried_over"][section] = old.get("carried_over", {}).get(section, old["date"])
 
     def save() -> None:  # after every section, so a run cut short still leaves its finished sections
         write_json(res_dir / f"maxwell_benchmark{suffix}.json", out)
@@ -192,7 +207,9 @@ def main() -> None:
 def markdown(out: dict) -> str:
     lines = [f"# Maxwell FDTD benchmark ({'CPU smoke sizes' if 'cpu' in out['device'] else 'GPU'})", "",
              f"- device: {out['device']}", f"- date: {out['date']}", f"- command: `{out['command']}`",
-             f"- jax {out['jax']}, Python {out['python']}, {out['dtype']}", ""]
+             f"- jax {out['jax']}, Python {out['python']}, {out['dtype']}",
+             *[f"- section '{k}' carried over from the run of {v}" for k, v in out.get("carried_over", {}).items()],
+             ""]
     if "throughput" in out:
         lines += ["## Throughput (`Stepper.run`, jit + lax.scan)", "",
                   "| grid | CPML cells | steps | time (s) | G cell-updates/s |", "|---|---|---|---|---|"]

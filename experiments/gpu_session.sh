@@ -4,17 +4,17 @@
 # jwave wheels copied to .gpu-wheels/ and carried, as for experiments/gpu_benchmarks.sh):
 #
 #   bash experiments/gpu_session.sh 1                      # issue 5: stepper, optics, usct, speed
-#   SESSION_SECONDS=300 bash experiments/gpu_session.sh 2  # issue 5: maxwell and ablation, then, with
-#                                                          # the time left, the acoustic time-to-
-#                                                          # accuracy scan, the data and the Maxwell
-#                                                          # benchmarks again (changed code)
+#   SESSION_SECONDS=300 bash experiments/gpu_session.sh 2  # issue 5: maxwell and ablation
+#
+# (The solver and data benchmarks have their own script, experiments/gpu_benchmarks.sh; their H100
+# tables were taken on 2026-11-26.)
 #
 # SESSION_SECONDS (default 540) bounds the whole call, so it ends inside the device tool's
 # 10-minute limit; give the second call what the session has left, less a minute. train_reference.py saves after every stage and resumes, and its results file
 # in runs/gpu_results (ignored by git, so kept on a warm machine between calls) merges the stages
 # of both calls. On any exit, when $OUT is set, the result tables (.md) and a tarball of every
-# result file (gpu_results.tgz: train_reference JSON, benchmark JSON and Markdown) are copied
-# there: at most 6 files, under the tool's limit of 8.
+# result file (gpu_results.tgz: train_reference JSON and Markdown) are copied there: a few files,
+# under the tool's limit of 8.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 phase=${1:-}
@@ -29,8 +29,6 @@ mkdir -p "$results"
 export PYTHONPATH=. PYTHONUNBUFFERED=1
 
 copy_out() {
-  cp experiments/results/acoustic_benchmark.* experiments/results/acoustic_benchmark_accuracy.png \
-    experiments/results/maxwell_benchmark.* experiments/results/bench_data_gpu.* "$results"/ 2>/dev/null
   if [ -n "${OUT:-}" ]; then
     tar czf "$OUT/gpu_results.tgz" -C runs gpu_results
     cp "$results"/*.md "$OUT"/ 2>/dev/null
@@ -46,14 +44,5 @@ if [ "$phase" = 1 ]; then
 else
   timeout -k 10 "$(($(left) - 15))" python3 experiments/train_reference.py --budget \
     --stages maxwell,ablation --results "$results"
-  if [ "$(left)" -gt 150 ]; then  # the fd "-disp" stencils and FFT-friendly grids, not yet on a GPU
-    BENCH_SECONDS=$(($(left) / 2)) BENCH_ARGS="--skip throughput memory checkpoint" OUT= \
-      bash experiments/gpu_benchmarks.sh acoustic
-  fi
-  for bench in data maxwell; do
-    if [ "$(left)" -gt 120 ]; then
-      BENCH_SECONDS=$(($(left) / 2 - 10)) OUT= bash experiments/gpu_benchmarks.sh "$bench"
-    fi
-  done
 fi
 echo "gpu_session $phase: $((SECONDS)) s"

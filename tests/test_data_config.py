@@ -26,6 +26,10 @@ from training.data.config import DataConfig, fingerprint
     ({"split": "rare_lesion"}, r"^data\.phantom\.lesion_rate: the rare_lesion split needs a rate > 0"),
     ({"split": "ood_skull"}, r"^data\.split: ood_skull shifts the skull of the 'brain' phantom"),
     ({"scenario": "acoustic_stepper", "split": "ood_frequency"}, r"^data\.split: ood_frequency needs a scenario"),
+    ({"acoustic": {"fd_order": 5}}, r"^data\.acoustic\.fd_order: must be one of \[2, 4, 6, 8\]"),
+    ({"acoustic": {"fd_coefficients": "optimal"}}, r"^data\.acoustic\.fd_coefficients: must be one of"),
+    ({"acoustic": {"scheme": "pstd", "fd_coefficients": "dispersion"}},
+     r"^data\.acoustic\.fd_order / fd_coefficients: they set the fd stencil, and data\.acoustic\.scheme is 'pstd'"),
 ])
 def test_bad_config_names_the_field(section, message):
     with pytest.raises(ValueError, match=message):

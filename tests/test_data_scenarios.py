@@ -49,6 +49,25 @@ def test_stepper_trajectory_matches_solver(stepper_ds):
     assert np.abs(s["pressure"][3] - s["pressure"][0]).max() > 0.1 * np.abs(s["p0"]).max()  # it moved
 
 
+def test_stepper_with_the_dispersion_stencil_matches_the_solver(tmp_path, stepper_ds):
+    """``acoustic.fd_order`` and ``fd_coefficients`` reach the solver: the stored trajectory is the
+    solver's with those settings, and differs from the Taylor fd4 dataset of the same media."""
+    from solvers import Grid, acoustic
+
+    data = dict(ACOUSTIC, scenario="acoustic_stepper", num_samples=2, batch_size=2,
+                acoustic=dict(ACOUSTIC["acoustic"], fd_order=8, fd_coefficients="dispersion"))
+    generate(data, tmp_path / "disp", progress=False)
+    s, taylor = open_dataset(tmp_path / "disp")[1], stepper_ds[1]
+    np.testing.assert_array_equal(s["sound_speed"], taylor["sound_speed"])  # same media and p0
+    grid = Grid(stepper_ds.config.shape, stepper_ds.config.spacing)
+    stepper = acoustic.Stepper(grid, acoustic.Medium(sound_speed=s["sound_speed"], density=s["density"]),
+                               scheme="fd", fd_order=8, fd_coefficients="dispersion", pml_size=6, dt=float(s["dt"]))
+    state = stepper.run(stepper.init(s["p0"]), 15)
+    scale = np.abs(s["pressure"][3]).max()
+    np.testing.assert_allclose(s["pressure"][3], np.asarray(state.p), atol=1e-5 * scale)
+    assert np.abs(s["pressure"][3] - taylor["pressure"][3]).max() > 1e-3 * scale
+
+
 def test_usct_traces_match_solver(tmp_path):
     from solvers import Grid, acoustic, signals
 

@@ -108,6 +108,24 @@ def test_partial_then_resume_equals_uninterrupted(tmp_path):
     assert_same_samples(tmp_path / "full", tmp_path / "part")
 
 
+def test_resume_accepts_settings_added_since(tmp_path):
+    """A dataset begun before a setting existed (its stored config lacks the key) resumes: the new
+    setting counts as its default. A changed setting is still refused."""
+    data = dict(PHANTOM, acoustic={"scheme": "fd"})
+    generate(data, tmp_path / "part", progress=False, max_batches=1)
+    manifest = tmp_path / "part" / "manifest.json"
+    m = json.loads(manifest.read_text())
+    for key in ("fd_order", "fd_coefficients"):  # settings added after such a dataset was begun
+        del m["config"]["acoustic"][key]
+    manifest.write_text(json.dumps(m))
+    assert generate(data, tmp_path / "part", progress=False)["written"] == 6
+    generate(data, tmp_path / "full", progress=False)
+    assert_same_samples(tmp_path / "full", tmp_path / "part")
+    changed = dict(PHANTOM, acoustic={"scheme": "fd", "fd_order": 8})
+    with pytest.raises(ValueError, match=r"different config \(data\.acoustic\.fd_order: 4 \(on disk\) vs 8"):
+        generate(changed, tmp_path / "part", progress=False)
+
+
 def test_resume_with_other_code_warns(tmp_path):
     """A dataset begun by another commit is resumed (same config), with a warning: the solvers may
     have changed in between (e.g. a default point kernel), which the config fingerprint cannot see."""

@@ -18,8 +18,9 @@ def _rms(r):
     return float(jnp.sqrt(jnp.mean(jnp.abs(r) ** 2)))
 
 
-def _trajectory(scheme: str):
-    """Frames every K solver steps of a heterogeneous medium with a PML (as training.data stores them)."""
+def _trajectory(scheme: str, **fd: object):
+    """Frames every K solver steps of a heterogeneous medium with a PML (as training.data stores them);
+    ``fd``: the stepper's ``fd_order`` / ``fd_coefficients``."""
     grid = Grid((N, N), H)
     x = np.arange(N) * H
     X, Y = np.meshgrid(x, x, indexing="ij")
@@ -27,7 +28,7 @@ def _trajectory(scheme: str):
     rho = 1000 + 60 * np.exp(-((X - 1.5e-3) ** 2 + (Y - 1.9e-3) ** 2) / (4e-4) ** 2)
     p0 = np.exp(-((X - 1.5e-3) ** 2 + (Y - 1.6e-3) ** 2) / (2.5e-4) ** 2)
     stepper = acoustic.Stepper(grid, acoustic.Medium(sound_speed=c.astype(np.float32), density=rho.astype(np.float32)),
-                               scheme=scheme, pml_size=5, cfl=0.3)
+                               scheme=scheme, pml_size=5, cfl=0.3, **fd)
     advance = jax.jit(lambda s: stepper.run(s, K))
     s, frames = stepper.init(p0), []
     for _ in range(4):
@@ -52,6 +53,19 @@ def test_wave_residual_vanishes_on_solver_trajectories(scheme):
     # the loss hook: mean square of the residual
     loss = jax.jit(lambda s: residual_loss(s, lambda x: residual(x, medium)))
     assert float(loss(states)) == pytest.approx(exact**2, rel=1e-2)
+
+
+def test_wave_residual_follows_the_dispersion_stencil():
+    """On data from fd8 with the dispersion-fitted stencil, the residual with the same stencil (fitted
+    at the solver's own Courant number) vanishes; with Taylor coefficients it does not."""
+    grid, dt, states, medium = _trajectory("fd", fd_order=8, fd_coefficients="dispersion")
+    same = _rms(WaveResidual(grid, dt, "fd", fd_order=8, fd_coefficients="dispersion", pml_size=5, substeps=K)(
+        states, medium))
+    taylor = _rms(WaveResidual(grid, dt, "fd", fd_order=8, pml_size=5, substeps=K)(states, medium))
+    print(f"fd8 dispersion data: residual {same:.2e} (same stencil) vs {taylor:.2e} (Taylor)")
+    assert same < 1e-6 and taylor > 1e2 * same
+    with pytest.raises(ValueError, match="fd_coefficients must be one of"):
+        WaveResidual(grid, dt, "fd", fd_coefficients="optimal")
 
 
 @pytest.mark.parametrize("channels", [3, 1])

@@ -168,7 +168,8 @@ def stepper_solver(spec: dict[str, Any]):
 
     def make(m: jax.Array):
         return acoustic.Stepper(grid, acoustic.Medium(sound_speed=m[0], density=m[1]), scheme=spec["scheme"],
-                                pml_size=spec["pml_size"], dt=spec["solver_dt"], fd_order=spec.get("fd_order", 4))
+                                pml_size=spec["pml_size"], dt=spec["solver_dt"], fd_order=spec.get("fd_order", 4),
+                                fd_coefficients=spec.get("fd_coefficients", "taylor"))
 
     return make, lambda state: state.p
 

@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from solvers import maxwell
-from solvers.acoustic.operators import FD_ORDERS, fd_backward, fd_coefficients, fd_forward, spectral_multipliers
+from solvers.acoustic.operators import FD_KINDS, FD_ORDERS, fd_backward, fd_coefficients, fd_forward, spectral_multipliers
 from solvers.grid import Grid
 from solvers.validate import check_choice, check_int_range
 
@@ -79,6 +79,8 @@ class WaveResidual(eqx.Module):
         dt: the macro time step in s (``k * solver_dt``).
         scheme: ``"fd"`` or ``"pstd"`` (the data's scheme).
         fd_order: 2, 4, 6 or 8 (``fd``).
+        fd_coefficients: ``"taylor"`` or ``"dispersion"`` (``fd``; the data's stencil kind: fitted at
+            the solver's Courant number ``max(c) * dt / (substeps * h)``, as the solver fits it).
         pml_size: the data's PML thickness in cells (masked out).
         substeps: leapfrog sub-steps per macro step (velocity states; ``k`` = the solver's scheme).
         state_scales: per-channel factors the states were multiplied by (the trainer's scaled
@@ -102,6 +104,7 @@ class WaveResidual(eqx.Module):
     dt: float = eqx.field(static=True)
     scheme: str = eqx.field(static=True)
     fd_order: int = eqx.field(static=True)
+    fd_kind: str = eqx.field(static=True)
     substeps: int = eqx.field(static=True)
     solver_target: bool = eqx.field(static=True)
     state_scales: tuple[float, ...] | None = eqx.field(static=True)
@@ -109,9 +112,11 @@ class WaveResidual(eqx.Module):
 
     def __init__(self, grid: Grid, dt: float, scheme: str = "fd", fd_order: int = 4, pml_size: int = 0,
                  substeps: int = 1, margin: int | None = None, state_scales: tuple[float, ...] | None = None,
-                 solver_target: bool = False):
+                 solver_target: bool = False, fd_coefficients: str = "taylor"):
         check_choice("scheme", scheme, ("fd", "pstd"))
         check_choice("fd_order", fd_order, FD_ORDERS)
+        check_choice("fd_coefficients", fd_coefficients, FD_KINDS)
+        self.fd_kind = fd_coefficients
         if not (math.isfinite(dt) and dt > 0):
             raise ValueError(f"dt must be a positive finite macro time step in s, got {dt}")
         self.substeps = check_int_range("substeps", substeps, 1)
@@ -127,7 +132,9 @@ class WaveResidual(eqx.Module):
         """``(gradient, divergence)`` of the solver's scheme for a (sub-)step ``tau``."""
         nd, h = self.grid.ndim, self.grid.spacing
         if self.scheme == "fd":
-            coeffs = fd_coefficients(self.fd_order)
+            solver_courant = jnp.max(c) * (self.dt / self.substeps) / h  # the solver's own step
+            coeffs = (fd_coefficients(self.fd_order) if self.fd_kind == "taylor" else
+                      fd_coefficients(self.fd_order, self.fd_kind, solver_courant, nd).astype(dtype))
             grad = lambda p: tuple(fd_forward(p, d, h, coeffs) for d in range(nd))  # noqa: E731
             div = lambda v: sum(fd_backward(vd, d, h, coeffs) for d, vd in enumerate(v))  # noqa: E731
             return grad, div

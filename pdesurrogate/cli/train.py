@@ -217,7 +217,8 @@ def build_run(toml: dict[str, Any], data_dir: str | Path, *, steps: int | None =
         if maxwell:
             spec["courant"] = float(solver_cfg.courant)
         else:
-            spec |= {"scheme": solver_cfg.scheme, "fd_order": 4}
+            spec |= {"scheme": solver_cfg.scheme, "fd_order": solver_cfg.fd_order,
+                     "fd_coefficients": solver_cfg.fd_coefficients}
         residual_fn = None
         from training.physics import reversal_mask as reversible_region
 
@@ -229,8 +230,10 @@ def build_run(toml: dict[str, Any], data_dir: str | Path, *, steps: int | None =
             from training.physics import WaveResidual
 
             residual_fn = WaveResidual(Grid(shape, ds.config.spacing), spec["solver_dt"] * spec["macro_steps"],
-                                       solver_cfg.scheme, pml_size=solver_cfg.pml_size, substeps=spec["macro_steps"],
-                                       state_scales=scales, solver_target=train_cfg.solver_target)
+                                       solver_cfg.scheme, fd_order=solver_cfg.fd_order, pml_size=solver_cfg.pml_size,
+                                       substeps=spec["macro_steps"], state_scales=scales,
+                                       solver_target=train_cfg.solver_target,
+                                       fd_coefficients=solver_cfg.fd_coefficients)
     elif task == "traces":
         from pdesurrogate.models import band_limit, dct_bandwidth_coefficients
 

@@ -84,6 +84,10 @@ class AcousticConfig:
     """Acoustic simulation settings for the ``acoustic_stepper``, ``photoacoustic`` and ``usct`` scenarios."""
 
     scheme: str = field(default="fd", metadata=spec(choices=("fd", "pstd")))
+    fd_order: int = field(default=4, metadata=spec(choices=(2, 4, 6, 8), doc="fd: spatial order"))
+    fd_coefficients: str = field(default="taylor", metadata=spec(
+        choices=("taylor", "dispersion"), doc="fd: Taylor stencil, or one fitted to cancel the leapfrog's "
+        "temporal dispersion at the run's Courant number (solvers.acoustic.operators.fd_coefficients)"))
     pml_size: int = field(default=8, metadata=spec(min=0, max=64, doc="absorbing layer in cells"))
     cfl: float = field(default=0.3, metadata=spec(min=0.01, max=1.0, doc="CFL number at the fastest speed"))
     dt: float = field(default=0.0, metadata=spec(
@@ -170,6 +174,10 @@ class DataConfig:
                              f"got {self.acoustic.n_shots}")
         if self.scenario in ("usct", "photoacoustic", "optics", "maxwell_stepper") and len(self.shape) != 2:
             raise ValueError(f"data.shape: the {self.scenario} scenario is 2D only, got {list(self.shape)}")
+        fd_defaults = (AcousticConfig.fd_order, AcousticConfig.fd_coefficients)
+        if self.acoustic.scheme == "pstd" and (self.acoustic.fd_order, self.acoustic.fd_coefficients) != fd_defaults:
+            raise ValueError("data.acoustic.fd_order / fd_coefficients: they set the fd stencil, and "
+                             "data.acoustic.scheme is 'pstd'")
         if self.scenario in ("photoacoustic", "usct") and self.acoustic.duration <= 0:
             raise ValueError(f"data.acoustic.duration: must be > 0 s for {self.scenario}, got {self.acoustic.duration}")
         if self.split == "rare_lesion" and self.phantom.lesion_rate <= 0:

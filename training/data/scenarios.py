@@ -135,6 +135,13 @@ def grid_center(config: DataConfig) -> np.ndarray:
     return np.array([(n - 1) / 2 * config.spacing for n in config.shape])
 
 
+def solver_settings(config: DataConfig) -> dict[str, Any]:
+    """The acoustic solver's discretisation of ``config``: ``scheme``, ``fd_order``, ``fd_coefficients``
+    (keyword arguments of :func:`solvers.acoustic.simulate`, ``Stepper`` and ``time_axis``)."""
+    a = config.acoustic
+    return {"scheme": a.scheme, "fd_order": a.fd_order, "fd_coefficients": a.fd_coefficients}
+
+
 def time_step(config: DataConfig) -> float:
     """The common time step (s): ``acoustic.dt`` if set, else the solver's rule at ``acoustic.cfl`` for
     the fastest possible medium; either way checked for stability at that medium."""
@@ -145,7 +152,7 @@ def time_step(config: DataConfig) -> float:
     try:
         dt, _ = acoustic.time_axis(grid, fastest, max(config.acoustic.duration, config.spacing / 1500.0),
                                    cfl=config.acoustic.cfl, dt=config.acoustic.dt or None,
-                                   scheme=config.acoustic.scheme)
+                                   **solver_settings(config))
     except ValueError as err:
         key = "dt" if config.acoustic.dt else "cfl"
         raise ValueError(f"data.acoustic.{key}: unstable for the fastest medium this config can draw "
@@ -186,7 +193,7 @@ def _trajectory(config: DataConfig, dt: float) -> Callable:
 
     def run(inputs: dict[str, Any]) -> dict[str, Any]:
         medium = acoustic.Medium(sound_speed=inputs["sound_speed"], density=inputs["density"])
-        stepper = acoustic.Stepper(grid, medium, scheme=a.scheme, pml_size=a.pml_size, dt=dt)
+        stepper = acoustic.Stepper(grid, medium, pml_size=a.pml_size, dt=dt, **solver_settings(config))
         return trajectory_frames(stepper, stepper.init(inputs["p0"]), a.save_every, a.n_frames, frame)
 
     return run
@@ -223,12 +230,12 @@ def _ring_traces(config: DataConfig, dt: float) -> tuple[Callable, int]:
     grid = Grid(config.shape, config.spacing)
     ring = ring_elements(config)
     _, nt = acoustic.time_axis(grid, acoustic.Medium(sound_speed=1500.0, density=1000.0), a.duration, dt=dt,
-                               scheme=a.scheme)
+                               **solver_settings(config))
 
     def run(inputs: dict[str, Any]) -> dict[str, Any]:
         medium = acoustic.Medium(sound_speed=inputs["sound_speed"], density=inputs["density"])
         res = acoustic.simulate(grid, medium, duration=a.duration, p0=inputs["p0"], sensors=ring,
-                                scheme=a.scheme, pml_size=a.pml_size, dt=dt)
+                                pml_size=a.pml_size, dt=dt, **solver_settings(config))
         return {"traces": res.traces}
 
     return run, int(nt)
@@ -246,8 +253,8 @@ def source_signal(config: DataConfig, time: np.ndarray) -> Any:
     return signals.gaussian_pulse(t, a.frequency)
 
 
-def usct_runs(config: DataConfig, dt: float, *, scheme: str | None = None, fd_order: int = 4, refine: int = 1,
-              coarsen: int = 1, fd_coefficients: str = "taylor") -> tuple[Callable, int]:
+def usct_runs(config: DataConfig, dt: float, *, scheme: str | None = None, fd_order: int | None = None,
+              refine: int = 1, coarsen: int = 1, fd_coefficients: str | None = None) -> tuple[Callable, int]:
     """The USCT scenario's shots for one sample: ``medium (2, *shape) = [c, rho] -> traces
     (n_shots, nt, n_elements)``, and ``nt`` (samples ``k * dt``).
 
@@ -257,8 +264,8 @@ def usct_runs(config: DataConfig, dt: float, *, scheme: str | None = None, fd_or
     Args:
         config: the (effective) data config.
         dt: time step in s.
-        scheme, fd_order, fd_coefficients: the solver's scheme (default ``acoustic.scheme``), ``fd``
-            order and stencil kind (:func:`solvers.acoustic.simulate`).
+        scheme, fd_order, fd_coefficients: the solver's scheme, ``fd`` order and stencil kind
+            (:func:`solvers.acoustic.simulate`); each defaults to the config's (``acoustic.*``).
         refine, coarsen: run on a grid refined or coarsened by this factor (:mod:`training.refinement`:
             medium interpolated or sampled, absorbing layer of the same thickness, source signal
             scaled by :func:`~training.refinement.point_source_gain`). 1 and 1 is the dataset's own run.
@@ -269,7 +276,10 @@ def usct_runs(config: DataConfig, dt: float, *, scheme: str | None = None, fd_or
     from training import refinement
 
     a = config.acoustic
-    scheme = a.scheme if scheme is None else scheme
+    settings = solver_settings(config)
+    scheme = settings["scheme"] if scheme is None else scheme
+    fd_order = settings["fd_order"] if fd_order is None else fd_order
+    fd_coefficients = settings["fd_coefficients"] if fd_coefficients is None else fd_coefficients
     data_grid = Grid(config.shape, config.spacing)
     grid = refinement.regrid(data_grid, refine, coarsen)
     ring = ring_elements(config)

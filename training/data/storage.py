@@ -106,6 +106,22 @@ def batch_stats(values: np.ndarray) -> list[list[float]]:
     return np.stack([mean, std, v.min(axis=1).astype(np.float64), v.max(axis=1).astype(np.float64)], 1).tolist()
 
 
+def _filled_config_dict(stored: Any) -> Any:
+    """A stored config (a manifest's ``config``) with the defaults of settings added since filled in,
+    or the stored value as is when it does not parse."""
+    try:
+        return config_dict(parse_data_config(stored))
+    except (ValueError, TypeError):
+        return stored
+
+
+def _same_config(stored: Any, config: DataConfig) -> bool:
+    """Whether a manifest's stored config describes ``config``'s dataset. A setting added to
+    :class:`DataConfig` after the dataset was begun counts as its default (defaults reproduce the
+    earlier behaviour), so adding settings never makes existing datasets unresumable."""
+    return _filled_config_dict(stored) == config_dict(config)
+
+
 def _first_difference(a: Any, b: Any, where: str = "data") -> str:
     if isinstance(a, dict) and isinstance(b, dict):
         for k in sorted(set(a) | set(b)):
@@ -273,8 +289,8 @@ class DatasetWriter(Dataset):
             if overwrite:
                 os.replace(path, trash)  # atomic: the old dataset is gone at once, deleted below
                 shutil.rmtree(trash)
-            elif old.get("fingerprint") != fingerprint(config):
-                diff = _first_difference(old.get("config"), config_dict(config))
+            elif not _same_config(old.get("config"), config):
+                diff = _first_difference(_filled_config_dict(old.get("config")), config_dict(config))
                 raise ValueError(f"{path} holds a dataset generated with a different config ({diff}); "
                                  f"pass --overwrite to replace it or choose another --out")
             else:

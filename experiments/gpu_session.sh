@@ -4,7 +4,8 @@
 # jwave wheels copied to .gpu-wheels/ and carried, as for experiments/gpu_benchmarks.sh):
 #
 #   bash experiments/gpu_session.sh 1                      # issue 5: stepper, optics, usct, speed
-#   SESSION_SECONDS=300 bash experiments/gpu_session.sh 2  # issue 5: maxwell and ablation
+#   SESSION_SECONDS=300 bash experiments/gpu_session.sh 2  # issue 5: what call 1 did not finish,
+#                                                          # then maxwell and ablation
 #
 # (The solver and data benchmarks have their own script, experiments/gpu_benchmarks.sh; their H100
 # tables were taken on 2026-11-26.)
@@ -42,7 +43,7 @@ if [ "$phase" = 1 ]; then
   timeout -k 10 "$(($(left) - 15))" python3 experiments/train_reference.py --budget \
     --stages stepper,optics,usct,speed --results "$results"
 else
-  timeout -k 10 "$(($(left) - 15))" python3 experiments/train_reference.py --budget \
-    --stages maxwell,ablation --results "$results"
+  timeout -k 10 "$(($(left) - 15))" python3 experiments/train_reference.py --budget --skip-done \
+    --stages stepper,optics,usct,speed,maxwell,ablation --results "$results"
 fi
 echo "gpu_session $phase: $((SECONDS)) s"

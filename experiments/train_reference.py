@@ -524,6 +524,18 @@ REFERENCE = {"stepper": ("acoustic stepper", "stepper", "acoustic_stepper", True
              "maxwell": ("Maxwell TM stepper", "maxwell_stepper", "maxwell_stepper", False)}
 
 
+SPEED_KEYS = ("stepper_break_even", "stepper_equal_accuracy", "field_equal_accuracy", "trace_equal_accuracy")
+
+
+def stage_done(results: dict[str, Any], stage: str) -> bool:
+    """Whether ``results`` (a results file's content) holds everything ``stage`` writes."""
+    if stage in REFERENCE:
+        return REFERENCE[stage][0] in results.get("reference", {})
+    if stage == "speed":
+        return all(key in results.get("speed", {}) for key in SPEED_KEYS)
+    return all(name in results.get("ablation", {}) for name in (*ABLATION, *TRACE_ABLATION))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sizes = ap.add_mutually_exclusive_group()
@@ -535,6 +547,9 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"comma-separated stages to run, of {','.join(STAGES)} (default: all); results of the "
                          "other stages are kept from an existing results file, so stages can run on different "
                          "machines; a stage trains the runs it needs if they are missing")
+    ap.add_argument("--skip-done", action="store_true",
+                    help="skip the stages whose results the existing results file already holds (a second "
+                         "device call continues with what the first did not finish)")
     args = ap.parse_args(argv)
     stages = [st for st in args.stages.split(",") if st]
     if not stages or any(st not in STAGES for st in stages):
@@ -572,6 +587,11 @@ def main(argv: list[str] | None = None) -> int:
         return sets, ensure_run(experiment, main_set, work / "runs" / key)
 
     batch = 4 if mode == "small" else 32
+    if args.skip_done:
+        done = [st for st in stages if stage_done(results, st)]
+        if done:
+            print(f"skipping stages with results in {previous}: {', '.join(done)}", flush=True)
+        stages = [st for st in stages if st not in done]
     for stage in (st for st in STAGES if st in stages):
         started = time.perf_counter()
         if stage in REFERENCE:
@@ -601,6 +621,7 @@ def main(argv: list[str] | None = None) -> int:
                     save()
         results["stage_seconds"][stage] = time.perf_counter() - started
         save()
+    save()  # also when every stage was skipped
     print(markdown(results))
     print(f"wrote {out}/surrogates_{label}.md/.json in {results['wall_s']:.0f} s")
     return 0

@@ -1,0 +1,28 @@
+"""experiments/train_reference.py's bookkeeping across device calls: which stages a results file
+already holds (``--skip-done``)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("train_reference", REPO / "experiments" / "train_reference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_stage_done_needs_every_result_of_the_stage():
+    tr = _script()
+    results = {"reference": {"acoustic stepper": {}}, "speed": {k: {} for k in tr.SPEED_KEYS[:-1]},
+               "ablation": {name: {} for name in tr.ABLATION}}
+    assert [st for st in tr.STAGES if tr.stage_done(results, st)] == ["stepper"]
+    results["speed"][tr.SPEED_KEYS[-1]] = {}
+    results["ablation"] |= {name: {} for name in tr.TRACE_ABLATION}
+    results["reference"]["Maxwell TM stepper"] = {}
+    assert [st for st in tr.STAGES if tr.stage_done(results, st)] == ["stepper", "speed", "maxwell", "ablation"]
+    assert not any(tr.stage_done({}, st) for st in tr.STAGES)

@@ -162,6 +162,17 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
+def with_defaults(cls: type, stored: Any, section: str) -> Any:
+    """A stored table of ``cls`` (a dataset manifest's config, a checkpoint's settings) as
+    :func:`to_dict` gives it today: settings added to ``cls`` since it was written take their
+    defaults, which reproduce the earlier behaviour. The table as is when it no longer parses (a
+    setting removed or renamed since), so that comparing it with a current config shows the change."""
+    try:
+        return to_dict(parse(cls, stored, section))
+    except (ValueError, TypeError):
+        return stored
+
+
 def dump_toml(data: dict[str, Any]) -> str:
     """Serialise nested dicts of scalars and lists to TOML text (enough for our configs)."""
 

@@ -132,9 +132,8 @@ class WaveResidual(eqx.Module):
         """``(gradient, divergence)`` of the solver's scheme for a (sub-)step ``tau``."""
         nd, h = self.grid.ndim, self.grid.spacing
         if self.scheme == "fd":
-            solver_courant = jnp.max(c) * (self.dt / self.substeps) / h  # the solver's own step
-            coeffs = (fd_coefficients(self.fd_order) if self.fd_kind == "taylor" else
-                      fd_coefficients(self.fd_order, self.fd_kind, solver_courant, nd).astype(dtype))
+            # "dispersion": fitted at the solver's own Courant number (c_ref = max c, its own step)
+            coeffs = fd_coefficients(self.fd_order, self.fd_kind, jnp.max(c) * (self.dt / self.substeps) / h, nd)
             grad = lambda p: tuple(fd_forward(p, d, h, coeffs) for d in range(nd))  # noqa: E731
             div = lambda v: sum(fd_backward(vd, d, h, coeffs) for d, vd in enumerate(v))  # noqa: E731
             return grad, div

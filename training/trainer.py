@@ -66,7 +66,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from pdesurrogate.config import to_dict
+from pdesurrogate.config import to_dict, with_defaults
 from pdesurrogate.io import save_figure, subplots, write_json
 from pdesurrogate.models.registry import build_model, model_meta, split_model
 from pdesurrogate.progress import Progress
@@ -191,22 +191,11 @@ def make_task_loss(cfg: TrainConfig, *, residual_fn: Callable[..., jax.Array] | 
     return field_loss_fn, field_sample
 
 
-def _with_defaults(stored: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
-    """``stored`` settings with the keys they lack taken from ``defaults``, recursively."""
-    out = dict(stored)
-    for key, value in defaults.items():
-        if key not in out:
-            out[key] = value
-        elif isinstance(value, dict) and isinstance(out[key], dict):
-            out[key] = _with_defaults(out[key], value)
-    return out
-
-
 def changed_train_settings(stored: dict[str, Any], current: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     """``(name, stored, current)`` of every ``train`` setting but ``steps`` that differs between a
     checkpoint's settings and the current ones; settings added to :class:`TrainConfig` after the
     checkpoint was written count as their defaults."""
-    stored = _with_defaults(stored, to_dict(TrainConfig()))
+    stored = with_defaults(TrainConfig, stored, "train")
     return [(k, stored.get(k), current.get(k)) for k in sorted(set(stored) | set(current))
             if k != "steps" and stored.get(k) != current.get(k)]
 

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import tensorstore as ts
 
+from pdesurrogate.config import with_defaults
 from pdesurrogate.io import write_text
 from pdesurrogate.version import package_version
 from training.data.config import DataConfig, config_dict, fingerprint, parse_data_config
@@ -104,22 +105,6 @@ def batch_stats(values: np.ndarray) -> list[list[float]]:
     mean = v.mean(axis=1, dtype=np.float64)
     std = v.std(axis=1, dtype=np.float64)
     return np.stack([mean, std, v.min(axis=1).astype(np.float64), v.max(axis=1).astype(np.float64)], 1).tolist()
-
-
-def _filled_config_dict(stored: Any) -> Any:
-    """A stored config (a manifest's ``config``) with the defaults of settings added since filled in,
-    or the stored value as is when it does not parse."""
-    try:
-        return config_dict(parse_data_config(stored))
-    except (ValueError, TypeError):
-        return stored
-
-
-def _same_config(stored: Any, config: DataConfig) -> bool:
-    """Whether a manifest's stored config describes ``config``'s dataset. A setting added to
-    :class:`DataConfig` after the dataset was begun counts as its default (defaults reproduce the
-    earlier behaviour), so adding settings never makes existing datasets unresumable."""
-    return _filled_config_dict(stored) == config_dict(config)
 
 
 def _first_difference(a: Any, b: Any, where: str = "data") -> str:
@@ -289,8 +274,9 @@ class DatasetWriter(Dataset):
             if overwrite:
                 os.replace(path, trash)  # atomic: the old dataset is gone at once, deleted below
                 shutil.rmtree(trash)
-            elif not _same_config(old.get("config"), config):
-                diff = _first_difference(_filled_config_dict(old.get("config")), config_dict(config))
+            # a setting added to DataConfig since the dataset was begun counts as its default
+            elif (stored := with_defaults(DataConfig, old.get("config"), "data")) != config_dict(config):
+                diff = _first_difference(stored, config_dict(config))
                 raise ValueError(f"{path} holds a dataset generated with a different config ({diff}); "
                                  f"pass --overwrite to replace it or choose another --out")
             else:

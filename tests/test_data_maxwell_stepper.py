@@ -12,7 +12,7 @@ from training.data.scenarios import build
 from training.data.tasks import reversal_signs, task_fields, task_stats, to_task_batch
 
 SAVE_EVERY, N_FRAMES, PML = 3, 3, 4
-DATA = {"scenario": "maxwell_stepper", "num_samples": 2, "batch_size": 2, "shape": [32, 32], "spacing": 4e-8,
+DATA = {"scenario": "maxwell_stepper", "num_samples": 3, "batch_size": 2, "shape": [32, 32], "spacing": 4e-8,
         "phantom": {"kind": "cell", "n_inclusions": [1, 2]},
         "optics": {"pml_size": PML, "save_every": SAVE_EVERY, "n_frames": N_FRAMES, "source_radius": [1.5, 2.5],
                    "n_sources": [2, 3]}}
@@ -27,7 +27,7 @@ def ds(tmp_path_factory):
 
 
 def test_round_trip_through_open_dataset(ds):
-    assert len(ds) == 2 and ds.complete and ds.manifest["scenario"] == "maxwell_stepper"
+    assert len(ds) == 3 and ds.complete and ds.manifest["scenario"] == "maxwell_stepper"
     shapes = {k: tuple(v.shape) for k, v in ds.fields.items()}
     assert shapes == {"refractive_index": (32, 32), "permittivity": (32, 32), "lesion_mask": (32, 32),
                       "e0": (32, 32), "dt": (), "ez": (N_FRAMES + 1, 32, 32), "h": (N_FRAMES + 1, 2, 32, 32)}
@@ -132,3 +132,26 @@ def test_reversal_signs_undo_a_lossless_trajectory():
 def test_bad_configs_name_the_field(bad, match):
     with pytest.raises(ValueError, match=match):
         parse_data_config(DATA | bad)
+
+
+def test_training_wires_the_yee_residual(ds):
+    """``pdesurrogate train`` on a maxwell_stepper dataset with ``loss.residual > 0`` gets the Yee
+    residual with the data's step count, Courant number, CPML and state scales: 0 to rounding on
+    the stored frames in the trainer's scaled units, and not on frames one step off."""
+    import jax.numpy as jnp
+
+    from pdesurrogate.cli.train import build_run
+    from training.physics import YeeResidual
+
+    toml = {"model": {"kind": "fno", "modes": 4, "width": 4, "depth": 1},
+            "train": {"steps": 2, "batch_size": 1, "warmup_steps": 0, "loss": {"data": 1.0, "residual": 0.1}}}
+    run = build_run(toml, ds.path, steps=2)
+    residual = run["residual_fn"]
+    assert isinstance(residual, YeeResidual) and residual.substeps == SAVE_EVERY
+    s = ds[0]
+    scales = jnp.asarray(run["spec"]["state_scales"]).reshape(1, 3, 1, 1)
+    states = jnp.asarray(np.concatenate([s["ez"][:, None], s["h"]], 1)) * scales
+    medium = jnp.asarray(s["permittivity"][None])
+    rms = lambda r: float(jnp.sqrt(jnp.mean(r**2)))  # noqa: E731
+    assert rms(residual(states, medium)) < 1e-6
+    assert rms(residual(states[::-1], medium)) > 1e-2

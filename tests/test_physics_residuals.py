@@ -9,7 +9,7 @@ import pytest
 
 from solvers import Grid, acoustic, maxwell
 from training.losses import residual_loss
-from training.physics import HelmholtzResidual, WaveResidual, edge_mask
+from training.physics import HelmholtzResidual, WaveResidual, YeeResidual, edge_mask
 
 N, H, K = 32, 1e-4, 4
 
@@ -123,6 +123,39 @@ def test_wave_residual_validates_inputs():
     with pytest.raises(ValueError, match="states must have shape"):
         WaveResidual(grid, 1e-8)(jnp.zeros((3, 2, 16, 16)), jnp.ones((2, 16, 16)))
     assert edge_mask((6, 6), 2).sum() == 4
+
+
+def test_yee_residual_vanishes_on_maxwell_stepper_trajectories():
+    """Frames of the Maxwell stepper with a CPML (as the maxwell_stepper datasets store them): the
+    residual is at rounding level inside the mask; noise and a wrong permittivity are caught."""
+    grid = Grid((N, N), 4e-8)
+    x = np.arange(N)
+    X, Y = np.meshgrid(x, x, indexing="ij")
+    eps = (1.333 + 0.06 * np.exp(-((X - 17) ** 2 + (Y - 14) ** 2) / 25.0)) ** 2
+    e0 = np.exp(-((X - 15) ** 2 + (Y - 16) ** 2) / 6.0)
+    stepper = maxwell.Stepper(grid, maxwell.Medium(permittivity=eps.astype(np.float32)), pml_size=5)
+    advance = jax.jit(lambda s: stepper.run(s, K))
+    s, frames = stepper.init(e0), []
+    for _ in range(4):
+        frames.append(np.concatenate([np.asarray(s.e), np.asarray(s.h)]))
+        s = advance(s)
+    states, medium = jnp.asarray(np.stack(frames)), jnp.asarray(eps[None], jnp.float32)
+    scales = (1.0, 2.0, 2.0)
+    residual = YeeResidual(grid, K, pml_size=5, state_scales=scales)
+    res = jax.jit(lambda u, m: residual(u, m))
+    scaled = states * jnp.asarray(scales).reshape(1, 3, 1, 1)
+    exact = _rms(res(scaled, medium))
+    noise = 0.01 * jnp.asarray(np.random.default_rng(0).normal(size=states.shape), jnp.float32) * jnp.std(states)
+    perturbed = _rms(res(scaled + noise, medium))
+    print(f"Yee residual {exact:.2e} (solver) vs {perturbed:.2e} (1% noise)")
+    assert exact < 1e-6 and perturbed > 1e3 * exact
+    assert _rms(res(scaled, medium * 1.05)) > 1e2 * exact
+    # without the mask's margin the CPML's effect reaches into the compared region
+    assert _rms(YeeResidual(grid, K, pml_size=5, margin=0, state_scales=scales)(scaled, medium)) > 1e2 * exact
+    with pytest.raises(ValueError, match="states must have shape"):
+        residual(scaled[:, :2], medium)
+    with pytest.raises(ValueError, match="courant"):
+        YeeResidual(grid, K, courant=1.5)
 
 
 def test_helmholtz_residual_vanishes_on_converged_yee_phasors():

@@ -18,6 +18,10 @@
   the RMS pressure of the first state, and cells within ``pml_size + margin`` of the grid edge
   (where the absorbing layer changes the equations) are masked out.
 
+- :class:`YeeResidual`: the Maxwell counterpart for 2D TM states ``[Ez, eta0 Hx, eta0 Hy]``:
+  ``u_{n+1} - Y^k(u_n)`` with ``Y`` the solver's own lossless Yee step (0 to rounding on solver
+  trajectories), masked next to the CPML and divided by the RMS ``Ez`` of the first state.
+
 - :class:`HelmholtzResidual`: the discrete Helmholtz equation of the Yee scheme for 2D TM phasors
   ``Ez`` (``exp(-i omega t)``): ``lap_h E + (2 sin(omega dt / 2) / S)^2 n^2 E = 0`` with the
   undivided 5-point Laplacian ``lap_h`` and ``S = c0 dt / h``, exactly what a steady-state Yee
@@ -39,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from solvers import maxwell
+from solvers.maxwell.yee import Fields
 from solvers.acoustic.operators import FD_KINDS, FD_ORDERS, fd_backward, fd_coefficients, fd_forward, spectral_multipliers
 from solvers.grid import Grid
 from solvers.validate import check_choice, check_int_range
@@ -69,6 +74,26 @@ def reversal_mask(shape: tuple[int, ...], pml_size: int) -> np.ndarray | None:
     by its evaluation, so both measure the same region.
     """
     return edge_mask(tuple(shape), pml_size + 2) if pml_size else None
+
+
+def _physical_states(states: jax.Array, state_scales: tuple[float, ...] | None) -> jax.Array:
+    """``(T, C, *shape)`` states in at least float32, with the trainer's per-channel factors divided out."""
+    states = states.astype(jnp.promote_types(states.dtype, jnp.float32))
+    if state_scales is None:
+        return states
+    if len(state_scales) != states.shape[1]:
+        raise ValueError(f"state_scales has {len(state_scales)} entries for {states.shape[1]} channels")
+    return states / jnp.asarray(state_scales, states.dtype).reshape((1, -1) + (1,) * (states.ndim - 2))
+
+
+def _solver_step(fixed: bool, x: jax.Array) -> jax.Array:
+    """The solver's step from the states: a fixed (stop-gradient, solver-in-the-loop) target if ``fixed``."""
+    return jax.lax.stop_gradient(x) if fixed else x
+
+
+def _masked_rms(field: jax.Array, mask: jax.Array) -> jax.Array:
+    """RMS of ``field`` over ``mask``'s cells (the residuals' unit: the first state's scalar field)."""
+    return jnp.sqrt(jnp.sum(mask * field**2) / jnp.sum(mask) + _TINY)
 
 
 class WaveResidual(eqx.Module):
@@ -170,9 +195,6 @@ class WaveResidual(eqx.Module):
             v = tuple(vd - 0.5 * tau * ir * gd for vd, ir, gd in zip(v, inv_rho, g))
         return jnp.concatenate([p[None], jnp.stack(v)])
 
-    def _target(self, x: jax.Array) -> jax.Array:
-        return jax.lax.stop_gradient(x) if self.solver_target else x
-
     def __call__(self, states: jax.Array, medium: jax.Array) -> jax.Array:
         nd = self.grid.ndim
         T, C = states.shape[:2]
@@ -181,14 +203,10 @@ class WaveResidual(eqx.Module):
         if medium is None or medium.shape != (2, *self.grid.shape):
             raise ValueError(f"medium must be [sound_speed, density] of shape {(2, *self.grid.shape)}, "
                              f"got {None if medium is None else medium.shape}")
-        dtype = jnp.promote_types(states.dtype, jnp.float32)
-        states = states.astype(dtype)
-        if self.state_scales is not None:
-            if len(self.state_scales) != C:
-                raise ValueError(f"state_scales has {len(self.state_scales)} entries for {C} channels")
-            states = states / jnp.asarray(self.state_scales, dtype).reshape((1, C) + (1,) * nd)
+        states = _physical_states(states, self.state_scales)
+        dtype = states.dtype
         mask = jnp.asarray(self.mask, dtype)
-        scale = jnp.sqrt(jnp.sum(mask * states[0, 0] ** 2) / jnp.sum(mask) + _TINY)
+        scale = _masked_rms(states[0, 0], mask)
         c, rho, bulk, inv_rho = self._coefficients(medium, dtype)
         if C == 1:
             if T < 3:
@@ -199,17 +217,87 @@ class WaveResidual(eqx.Module):
 
             def second(p0, p1, p2):
                 lap = bulk * div(tuple(ir * g for ir, g in zip(inv_rho, grad(p1))))
-                return p2 - self._target(2 * p1 - p0 + self.dt**2 * lap)
+                return p2 - _solver_step(self.solver_target, 2 * p1 - p0 + self.dt**2 * lap)
 
             r = jax.vmap(second)(p[:-2], p[1:-1], p[2:])[:, None]
         else:
             if T < 2:
                 raise ValueError(f"the wave residual needs >= 2 consecutive states, got {T}")
-            pred = self._target(jax.vmap(lambda u: self.leapfrog(u, medium))(states[:-1]))
+            pred = _solver_step(self.solver_target, jax.vmap(lambda u: self.leapfrog(u, medium))(states[:-1]))
             diff = states[1:] - pred
             impedance = (rho * c)[None]
             r = jnp.concatenate([diff[:, :1], diff[:, 1:] * impedance], axis=1)
         return r * mask / scale
+
+
+class YeeResidual(eqx.Module):
+    """Residual of the lossless 2D TM Yee scheme across consecutive macro states of a Maxwell stepper.
+
+    ``u_{n+1} - Y^k(u_n)`` for states ``u = [Ez, eta0 Hx, eta0 Hy]`` (V/m, H at the times of E, as
+    :class:`solvers.maxwell.Stepper` stores them), with ``Y`` one step of that solver's own
+    Verlet-split leapfrog (half H, full E, half H) in the medium, without PML (a PEC box) and
+    ``k = substeps`` the solver steps per macro step, so solver trajectories give 0 to rounding.
+    Within ``pml_size + margin`` cells of the edge, where the data's CPML changes the equations,
+    it is masked out; each Yee step reaches one cell, so the default margin ``k`` keeps the
+    solver's own trajectories exact. Divided by the RMS ``Ez`` of the first state (unitless).
+
+    Args:
+        grid: the 2D grid of the states.
+        substeps: Yee steps per macro step (``k``).
+        courant: the data's Courant number (fraction of the Yee limit; sets the solver's ``dt``).
+        pml_size: the data's CPML thickness in cells.
+        margin: extra masked cells next to the CPML (default ``substeps``).
+        state_scales: per-channel factors the states were multiplied by (divided out first).
+        solver_target: the solver's step from each state is a fixed target (stop-gradient), as in
+            :class:`WaveResidual`.
+
+    Call: ``residual(states, medium)`` with ``states`` ``(T, 3, *shape)`` and ``medium``
+    ``(1, *shape)`` = ``[relative permittivity]``; returns ``(T - 1, 3, *shape)``, masked.
+    """
+
+    grid: Grid
+    substeps: int = eqx.field(static=True)
+    courant: float = eqx.field(static=True)
+    solver_target: bool = eqx.field(static=True)
+    state_scales: tuple[float, ...] | None = eqx.field(static=True)
+    mask: jax.Array
+
+    def __init__(self, grid: Grid, substeps: int, courant: float = 0.99, pml_size: int = 0,
+                 margin: int | None = None, state_scales: tuple[float, ...] | None = None,
+                 solver_target: bool = False):
+        if grid.ndim != 2:
+            raise ValueError(f"the Yee residual is for 2D TM states, got a {grid.ndim}D grid")
+        self.substeps = check_int_range("substeps", substeps, 1)
+        if not (math.isfinite(courant) and 0 < courant <= 1):
+            raise ValueError(f"courant must be in (0, 1] (fraction of the Yee stability limit), got {courant}")
+        pml_size = check_int_range("pml_size", pml_size, 0)
+        margin = self.substeps if margin is None else check_int_range("margin", margin, 0)
+        self.grid, self.courant, self.solver_target = grid, float(courant), bool(solver_target)
+        self.state_scales = None if state_scales is None else tuple(float(v) for v in state_scales)
+        self.mask = jnp.asarray(edge_mask(grid.shape, pml_size + margin if pml_size else 0))
+
+    def advance(self, state: jax.Array, permittivity: jax.Array) -> jax.Array:
+        """``substeps`` lossless Yee steps of one state ``(3, *shape)`` in ``permittivity`` ``shape``."""
+        stepper = maxwell.Stepper(self.grid, maxwell.Medium(permittivity=permittivity), courant=self.courant)
+        fields = stepper.run(Fields(state[:1], state[1:]), self.substeps, checkpoint="none")
+        return jnp.concatenate([fields.e, fields.h])
+
+    def __call__(self, states: jax.Array, medium: jax.Array) -> jax.Array:
+        T, C = states.shape[:2]
+        if states.shape[2:] != self.grid.shape or C != 3:
+            raise ValueError(f"states must have shape (T, 3, *{self.grid.shape}) = [Ez, eta0 Hx, eta0 Hy], "
+                             f"got {states.shape}")
+        if T < 2:
+            raise ValueError(f"the Yee residual needs >= 2 consecutive states, got {T}")
+        if medium is None or medium.shape != (1, *self.grid.shape):
+            raise ValueError(f"medium must be [permittivity] of shape {(1, *self.grid.shape)}, "
+                             f"got {None if medium is None else medium.shape}")
+        states = _physical_states(states, self.state_scales)
+        mask = jnp.asarray(self.mask, states.dtype)
+        eps = medium[0].astype(states.dtype)
+        pred = jax.vmap(lambda u: self.advance(u, eps))(states[:-1])
+        pred = _solver_step(self.solver_target, pred)
+        return (states[1:] - pred) * mask / _masked_rms(states[0, 0], mask)
 
 
 class HelmholtzResidual(eqx.Module):

@@ -224,8 +224,12 @@ def build_run(toml: dict[str, Any], data_dir: str | Path, *, steps: int | None =
 
         reversal_mask = reversible_region(shape, solver_cfg.pml_size)
         if train_cfg.loss.residual > 0 and maxwell:
-            raise ValueError("train.loss.residual: the wave residual is acoustic; maxwell_stepper has none (set it to 0)")
-        if train_cfg.loss.residual > 0:
+            from solvers.grid import Grid
+            from training.physics import YeeResidual
+
+            residual_fn = YeeResidual(Grid(shape, ds.config.spacing), spec["macro_steps"], solver_cfg.courant,
+                                      solver_cfg.pml_size, state_scales=scales, solver_target=train_cfg.solver_target)
+        elif train_cfg.loss.residual > 0:
             from solvers.grid import Grid
             from training.physics import WaveResidual
 

@@ -71,3 +71,31 @@ def test_rollout_curve_statistics():
     c = rollout_curve(errors)
     assert c["steps"] == [1, 2] and c["median"] == [0.3, 0.4] and c["max"] == [0.5, 0.6]
     np.testing.assert_allclose(c["mean"], [0.3, 0.4])
+
+
+@pytest.mark.parametrize("spatial, modes, padding", [((24, 20), (5, 4), 3), ((12, 10, 8), (3, 2, 4), (1, 2, 0))])
+def test_spectral_tail_is_what_an_fno_layer_drops(spatial, modes, padding):
+    """The tail equals ``x`` minus a SpectralConv with unit weights on the same padded grid."""
+    import jax.numpy as jnp
+
+    from pdesurrogate.evaluation import spectral_tail
+    from pdesurrogate.models.layers import SpectralConv, domain_crop, domain_pad
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 1) + spatial)
+    ref = rng.normal(size=x.shape)
+    pads = (padding,) * len(spatial) if isinstance(padding, int) else padding
+    conv = SpectralConv(1, 1, modes)
+    conv.weight[...] = jnp.zeros_like(conv.weight[...]).at[..., 0].set(1.0)
+    low = np.stack([np.asarray(domain_crop(conv(domain_pad(jnp.asarray(xi, jnp.float32), pads)), pads)) for xi in x])
+    want = np.sqrt(((x - low) ** 2).sum(axis=tuple(range(1, x.ndim))) / (ref**2).sum(axis=tuple(range(1, x.ndim))))
+    got = spectral_tail(x, ref, modes, padding)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    assert 0.1 < got.min()  # white noise lies mostly outside the kept modes
+    # a field inside the kept modes has no tail
+    n = spatial[0]
+    smooth = np.broadcast_to(np.cos(2 * np.pi * np.arange(n) / n).reshape((1, 1, n) + (1,) * (len(spatial) - 1)),
+                             x.shape)
+    assert spectral_tail(smooth, ref, modes, 0).max() < 1e-12
+    with pytest.raises(ValueError, match="modes and padding"):
+        spectral_tail(x, ref, modes[:-1])

@@ -19,6 +19,11 @@ their ``data.split`` (``rare_lesion``, ``ood_contrast``, ...). It writes ``evalu
 - ``time_reversal`` (stepper with velocity): the inconsistency ``||R Phi(R Phi(u)) - u|| / ||u||``
   (unsquared; channels scaled by their std) from every frame, outside the absorbing layer and the
   2 cells next to it (the training loss L_TR is the square of this ratio, with the same mask);
+- ``spectral_tail`` (FNO stepper): the share of each one-step pressure increment outside the
+  model's retained Fourier modes, relative to the next pressure
+  (:func:`pdesurrogate.evaluation.spectral_tail`): the spectral path cannot carry it and the
+  pointwise path rebuilds it only locally, so a one-step error that stays a sizeable fraction of it
+  asks for more ``modes``, not more training (``experiments/stepper_modes.py``);
 - ``reciprocity`` (trace operator): the source-receiver reciprocity gap of each sample's
   predicted shots, ``sqrt`` of :func:`training.losses.reciprocity_gap` (relative L2 between
   reciprocal traces); ``data_reciprocity`` the same for the dataset's solver traces (its floor);
@@ -40,6 +45,7 @@ import numpy as np
 
 from pdesurrogate.evaluation import metrics
 from pdesurrogate.evaluation.speed import compare, stepper_speed
+from pdesurrogate.models import FNO
 from pdesurrogate.surrogate import FieldOperator, Surrogate, TraceOperator, read_spec
 from training.data import open_dataset, phantoms, scenarios, task_fields, to_task_batch
 from training.losses import reciprocity_gap, reciprocity_pairs
@@ -117,7 +123,9 @@ def evaluate_stepper(sur: Surrogate, ds: Any, idx: np.ndarray, stds: list[float]
             states.reshape(B * T, *states.shape[2:]), jnp.repeat(media, T, axis=0))
         return nxt, rolled, tr
 
-    acc: dict[str, list[np.ndarray]] = {k: [] for k in ("one", "state", "base", "roi", "tr", "low", "mid", "high")}
+    acc: dict[str, list[np.ndarray]] = {k: [] for k in ("one", "state", "base", "roi", "tr", "low", "mid", "high",
+                                                        "tail")}
+    fno = sur.model if isinstance(sur.model, FNO) else None
     roll_err, roll_base = [], []
     worst = {"err": -1.0}
     for raw in _batches(ds, idx, fields, batch):
@@ -132,6 +140,9 @@ def evaluate_stepper(sur: Surrogate, ds: Any, idx: np.ndarray, stds: list[float]
         acc["one"].append(one)
         acc["state"].append(metrics.normalised_relative_l2(flat(nxt), flat(truth), stds))
         acc["base"].append(metrics.relative_l2(flat(states[:, :-1, 0]), flat(truth[:, :, 0])))
+        if fno is not None:
+            acc["tail"].append(metrics.spectral_tail(flat(truth[:, :, :1] - states[:, :-1, :1]), flat(truth[:, :, :1]),
+                                                      fno.spectral[0].modes, fno.padding))
         for k, v in metrics.band_errors(flat(nxt[:, :, 0]), flat(truth[:, :, 0]), len(ds.config.shape)).items():
             acc[k].append(v)
         acc["roi"].append(metrics.roi_errors(nxt[:, :, 0], truth[:, :, 0], raw["lesion_mask"]))  # all steps
@@ -148,6 +159,7 @@ def evaluate_stepper(sur: Surrogate, ds: Any, idx: np.ndarray, stds: list[float]
     out = {"rel_l2": s["one"], "rel_l2_state": s["state"], "baseline_rel_l2": s["base"],
            "bands": {k: s[k] for k in metrics.BANDS}, "roi": s["roi"],
            "time_reversal": s["tr"] if acc["tr"] else None,
+           "spectral_tail": s["tail"] if acc["tail"] else None,
            "rollout": metrics.rollout_curve(np.concatenate(roll_err)),
            "baseline_rollout": metrics.rollout_curve(np.concatenate(roll_base))}
     return out, {"worst": worst, "one": np.concatenate(acc["one"]), "base": np.concatenate(acc["base"])}
@@ -335,6 +347,7 @@ def markdown(result: dict[str, Any]) -> str:
     rows = [("rel L2 (one macro step / one pass)", result["rel_l2"]),
             ("rel L2, whole state (channels / std)", result.get("rel_l2_state")),
             ("baseline rel L2 (persistence / incident field / water traces)", result["baseline_rel_l2"]),
+            ("increment outside the FNO's modes (spectral tail)", result.get("spectral_tail")),
             ("ROI rel L2 (lesions + 3 cells)", result["roi"]),
             ("time-reversal inconsistency", result.get("time_reversal")),
             ("reciprocity gap (reciprocal traces)", result.get("reciprocity")),

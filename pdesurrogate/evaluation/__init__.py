@@ -8,8 +8,9 @@ These are pure functions of arrays. Evaluating a training run on datasets, which
 """
 
 from pdesurrogate.evaluation.metrics import (BANDS, band_errors, dilate, distribution, normalised_relative_l2,
-                                             radial_band_index, relative_l2, roi_errors, rollout_curve)
+                                             radial_band_index, relative_l2, roi_errors, rollout_curve,
+                                             spectral_tail)
 from pdesurrogate.evaluation.speed import compare, stepper_speed, time_call
 
 __all__ = ["BANDS", "band_errors", "compare", "dilate", "distribution", "normalised_relative_l2", "radial_band_index",
-           "relative_l2", "roi_errors", "rollout_curve", "stepper_speed", "time_call"]
+           "relative_l2", "roi_errors", "rollout_curve", "spectral_tail", "stepper_speed", "time_call"]

@@ -129,3 +129,44 @@ def rollout_curve(errors: np.ndarray) -> dict[str, list[float]]:
     return {"steps": list(range(1, e.shape[1] + 1)), "mean": e.mean(0).tolist(),
             "median": np.median(e, 0).tolist(), "p95": np.percentile(e, 95, axis=0).tolist(),
             "max": e.max(0).tolist()}
+
+
+def spectral_tail(increment: np.ndarray, reference: np.ndarray, modes: Sequence[int],
+                  padding: int | Sequence[int] = 0) -> np.ndarray:
+    """Per-sample share of ``increment`` outside the Fourier modes an FNO layer keeps, ``(B,)``:
+    ``||x - crop(P_m(pad(x)))|| / ||reference||``.
+
+    ``P_m`` is what :class:`pdesurrogate.models.layers.SpectralConv` keeps on the padded grid: of the
+    real FFT, the lowest ``m_d`` non-negative and ``m_d`` negative frequencies on every axis but the
+    last, and ``[0, m)`` on the last. A residual stepper's spectral path cannot carry this part of a
+    macro step's increment ``u_{n+1} - u_n``. Its pointwise path rebuilds some of it in place (it
+    can remove the old fine detail, not move it across cells), so this is no strict bound on the
+    one-step error; but where it is large, more ``modes`` lowers the error more than more training
+    does (``experiments/stepper_modes.py``).
+
+    Args:
+        increment, reference: real ``(B, C, *spatial)`` arrays (e.g. ``u_{n+1} - u_n`` and ``u_{n+1}``).
+        modes: retained modes per spatial axis (the model's ``modes``).
+        padding: the model's domain padding in cells per side (int or one per axis).
+    """
+    increment, reference = np.asarray(increment, np.float64), np.asarray(reference, np.float64)
+    spatial = increment.shape[2:]
+    modes = tuple(int(m) for m in modes)
+    pads = (int(padding),) * len(spatial) if np.ndim(padding) == 0 else tuple(int(p) for p in padding)
+    if increment.shape != reference.shape or increment.ndim < 3:
+        raise ValueError(f"increment and reference must both be (B, C, *spatial), got {increment.shape} and "
+                         f"{reference.shape}")
+    if len(modes) != len(spatial) or len(pads) != len(spatial):
+        raise ValueError(f"modes and padding need one entry per spatial axis ({len(spatial)}), got {modes}, {pads}")
+    if any(m < 1 for m in modes) or any(p < 0 for p in pads):
+        raise ValueError(f"modes must be >= 1 and padding >= 0, got {modes}, {pads}")
+    axes = tuple(range(2, increment.ndim))
+    x = np.pad(increment, [(0, 0), (0, 0)] + [(p, p) for p in pads])
+    xf = np.fft.rfftn(x, axes=axes)
+    keep = np.ix_(*[np.r_[0:m, n - m:n] for n, m in zip(x.shape[2:-1], modes[:-1])], np.arange(modes[-1]))
+    mask = np.zeros(xf.shape[2:], bool)
+    mask[keep] = True
+    low = np.fft.irfftn(np.where(mask, xf, 0), s=x.shape[2:], axes=axes)
+    crop = (slice(None), slice(None)) + tuple(slice(p, p + n) for p, n in zip(pads, spatial))
+    tail = increment - low[crop]
+    return np.sqrt(np.sum(tail**2, axis=(1,) + axes)) / np.maximum(np.sqrt(np.sum(reference**2, axis=(1,) + axes)), _TINY)

@@ -5,7 +5,8 @@
 #
 #   bash experiments/gpu_session.sh 1                      # issue 5: stepper, optics, usct, speed
 #   SESSION_SECONDS=300 bash experiments/gpu_session.sh 2  # issue 5: what call 1 did not finish,
-#                                                          # then maxwell and ablation
+#                                                          # then maxwell, ablation and the U-Net
+#                                                          # baselines
 #
 # (The solver and data benchmarks have their own script, experiments/gpu_benchmarks.sh; their H100
 # tables were taken on 2026-11-26.)
@@ -44,6 +45,6 @@ if [ "$phase" = 1 ]; then
     --stages stepper,optics,usct,speed --results "$results"
 else
   timeout -k 10 "$(($(left) - 15))" python3 experiments/train_reference.py --budget --skip-done \
-    --stages stepper,optics,usct,speed,maxwell,ablation --results "$results"
+    --stages stepper,optics,usct,speed,maxwell,ablation,unet --results "$results"
 fi
 echo "gpu_session $phase: $((SECONDS)) s"

@@ -6,7 +6,8 @@
 
 Stages (``--stages``, default all), each skipped when its output exists, so a killed run continues
 where it stopped: stepper, optics (optical field operator), usct (USCT trace operator), speed,
-maxwell (Maxwell stepper), ablation. Results of stages not run are kept from an existing results
+maxwell (Maxwell stepper), ablation, unet (a U-Net in place of the FNO of each reference
+surrogate, same data, losses and steps: the baseline network of every table). Results of stages not run are kept from an existing results
 file, so the stages can run in separate calls or on separate machines:
 
 1. Datasets: ``acoustic_stepper_128`` with velocity stored (time reversal needs it), 20 macro
@@ -471,11 +472,11 @@ def markdown(results: dict[str, Any]) -> str:
              f"Device: {results['device']}. Mode: {MODE_TEXT[results['mode']]}. "
              f"Relative L2 per sample (stepper: one macro step, pressure; field operator: all phasors; "
              f"trace operator: the traces of one shot, the emitter's own left out).", ""]
-    reference = _canonical(results["reference"], [v[0] for v in REFERENCE.values()])
+    reference = _canonical(results["reference"], [n for v in REFERENCE.values() for n in (v[0], unet_name(v[0]))])
     lines += ["## Reference surrogates", "", *hdr]
     for name, r in reference:
         lines.append(_row(name, r))
-        for split, sr in r.get("splits", {}).items():
+        for split, sr in sorted(r.get("splits", {}).items()):
             lines.append(_row(f"{name} [{split}]", sr))
     lines += ["", "## Speed (ratio = solver s / surrogate s; > 1 means the surrogate is faster)", ""]
     for name, r in reference:
@@ -517,7 +518,7 @@ NOT_COVERED = ["USCT trace operator: no Helmholtz residual (it needs grid phasor
                "traces at the ring); its physics loss is source-receiver reciprocity (ablation)"]
 
 
-STAGES = ("stepper", "optics", "usct", "speed", "maxwell", "ablation")
+STAGES = ("stepper", "optics", "usct", "speed", "maxwell", "ablation", "unet")
 # stage: (results name, experiment key = run directory, dataset directory, acoustic (dt-pinned test sets))
 REFERENCE = {"stepper": ("acoustic stepper", "stepper", "acoustic_stepper", True),
              "optics": ("optical field operator", "optics", "optics", False),
@@ -526,6 +527,15 @@ REFERENCE = {"stepper": ("acoustic stepper", "stepper", "acoustic_stepper", True
 
 
 SPEED_KEYS = ("stepper_break_even", "stepper_equal_accuracy", "field_equal_accuracy", "trace_equal_accuracy")
+# stage unet: every reference surrogate again with a U-Net (same data, losses and steps), so that
+# each table compares the FNO with another network, not only with the trivial baseline
+UNET = {"small": {"kind": "unet", "width": 16, "levels": 3}, "budget": {"kind": "unet", "width": 32, "levels": 4},
+        "full": {"kind": "unet", "width": 32, "levels": 4}}
+UNET_SUFFIX = ", U-Net baseline"
+
+
+def unet_name(name: str) -> str:
+    return name + UNET_SUFFIX
 
 
 def stage_done(results: dict[str, Any], stage: str) -> bool:
@@ -534,6 +544,8 @@ def stage_done(results: dict[str, Any], stage: str) -> bool:
         return REFERENCE[stage][0] in results.get("reference", {})
     if stage == "speed":
         return all(key in results.get("speed", {}) for key in SPEED_KEYS)
+    if stage == "unet":
+        return all(unet_name(name) in results.get("reference", {}) for name, *_ in REFERENCE.values())
     return all(name in results.get("ablation", {}) for name in (*ABLATION, *TRACE_ABLATION))
 
 
@@ -576,16 +588,20 @@ def main(argv: list[str] | None = None) -> int:
         write_json(out / f"surrogates_{label}.json", results)
         write_text(out / f"surrogates_{label}.md", markdown(results))
 
-    def trained(stage: str) -> tuple[list[Path], Path]:
-        """The datasets (main, then rare-lesion and OOD test sets) and the trained run of the
-        reference surrogate of ``stage``, each generated or trained only if missing."""
+    def datasets(stage: str) -> list[Path]:
+        """The datasets of the reference surrogate of ``stage`` (main, then rare-lesion and OOD test
+        sets), each generated only if missing."""
         _, key, data_dir, acoustic = REFERENCE[stage]
-        experiment = experiments[key]
-        main_set = ensure_dataset(experiment["data"], work / data_dir)
+        main_set = ensure_dataset(experiments[key]["data"], work / data_dir)
         dt = json.loads((main_set / "manifest.json").read_text())["constants"]["dt"] if acoustic else None
-        sets = [main_set] + [ensure_dataset(d, work / f"{data_dir}_{split}")
-                             for split, d in test_sets(experiment, mode, dt).items()]
-        return sets, ensure_run(experiment, main_set, work / "runs" / key)
+        return [main_set] + [ensure_dataset(d, work / f"{data_dir}_{split}")
+                             for split, d in test_sets(experiments[key], mode, dt).items()]
+
+    def trained(stage: str) -> tuple[list[Path], Path]:
+        """The datasets and the trained run of the reference surrogate of ``stage`` (trained only if missing)."""
+        key = REFERENCE[stage][1]
+        sets = datasets(stage)
+        return sets, ensure_run(experiments[key], sets[0], work / "runs" / key)
 
     batch = 4 if mode == "small" else 32
     if args.skip_done:
@@ -607,6 +623,13 @@ def main(argv: list[str] | None = None) -> int:
             speed["stepper_equal_accuracy"] = stepper_equal_accuracy(stepper_run, stepper_set, batch)
             speed["field_equal_accuracy"] = field_equal_accuracy(field_run, optics_set, min(batch, 4))
             speed["trace_equal_accuracy"] = trace_equal_accuracy(trace_run, usct_set, min(batch, 4))
+        elif stage == "unet":
+            for ref_stage, (name, key, *_) in REFERENCE.items():
+                sets = datasets(ref_stage)
+                exp = copy.deepcopy(experiments[key]) | {"model": dict(UNET[mode])}
+                results["reference"][unet_name(name)] = evaluated(ensure_run(exp, sets[0], work / "runs" / f"unet_{key}"),
+                                                                  sets)
+                save()
         else:  # ablation
             for key, table, prefix in (("stepper", ABLATION, "ablation_"), ("usct", TRACE_ABLATION, "ablation_usct_")):
                 (main_set, *_), reference_run = trained(key)

@@ -25,4 +25,9 @@ def test_stage_done_needs_every_result_of_the_stage():
     results["ablation"] |= {name: {} for name in tr.TRACE_ABLATION}
     results["reference"]["Maxwell TM stepper"] = {}
     assert [st for st in tr.STAGES if tr.stage_done(results, st)] == ["stepper", "speed", "maxwell", "ablation"]
+    names = [name for name, *_ in tr.REFERENCE.values()]
+    results["reference"] |= {tr.unet_name(name): {} for name in names[:-1]}
+    assert not tr.stage_done(results, "unet")  # one U-Net baseline missing
+    results["reference"][tr.unet_name(names[-1])] = {}
+    assert [st for st in tr.STAGES if tr.stage_done(results, st)] == ["stepper", "speed", "maxwell", "ablation", "unet"]
     assert not any(tr.stage_done({}, st) for st in tr.STAGES)

@@ -43,9 +43,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from solvers import maxwell
-from solvers.maxwell.yee import Fields
 from solvers.acoustic.operators import FD_KINDS, FD_ORDERS, fd_backward, fd_coefficients, fd_forward, spectral_multipliers
 from solvers.grid import Grid
+from solvers.maxwell.yee import Fields
 from solvers.validate import check_choice, check_int_range
 
 _TINY = 1e-30

@@ -7,19 +7,21 @@
 Stages (``--stages``, default all), each skipped when its output exists, so a killed run continues
 where it stopped: stepper, optics (optical field operator), usct (USCT trace operator), speed,
 maxwell (Maxwell stepper), ablation, unet (a U-Net in place of the FNO of each reference
-surrogate, same data, losses and steps: the baseline network of every table). Results of stages not run are kept from an existing results
-file, so the stages can run in separate calls or on separate machines:
+surrogate, same data, losses and steps: the baseline network of every table). Results of stages
+not run are kept from an existing results file, so the stages can run in separate calls or on
+separate machines:
 
 1. Datasets: ``acoustic_stepper_128`` with velocity stored (time reversal needs it), 20 macro
    steps and 5000 samples, ``maxwell_stepper_128``, ``maxwell_field_128`` and ``usct_128``, each
    with rare-lesion and OOD test sets (acoustic ones with the training ``dt``) (``--small``:
    32^2 / 40^2 versions with few samples).
-2. Reference surrogates: the acoustic FNO stepper (all losses), the Maxwell TM stepper (data, time
-   reversal, Yee residual), the
-   optical field operator (data + Helmholtz residual) and the USCT trace operator, each evaluated
-   with :func:`training.evaluation.evaluate_run` on the held-out, rare-lesion and OOD sets.
-3. Ablation of the stepper losses: data only, + time reversal, + wave residual, + unrolled, and
-   the wave residual's solver step as a fixed (solver-in-the-loop) target; and of the USCT trace
+2. Reference surrogates: the acoustic FNO stepper (all losses), the Maxwell TM stepper (data,
+   time reversal, Yee residual), the optical field operator (data + Helmholtz residual) and the
+   USCT trace operator, each evaluated with :func:`training.evaluation.evaluate_run` on the
+   held-out, rare-lesion and OOD sets.
+3. Ablation of the stepper losses, with the reference recipe's weights: data only, + time
+   reversal, + wave residual, + unrolled (the reference run), and the wave residual's solver step
+   as a fixed (solver-in-the-loop) target; and of the USCT trace
    operator's: data only, + source-receiver reciprocity.
 4. Speed: same-grid ratios (from the evaluations), the stepper's break-even macro step against
    ``fd`` and ``pstd`` (batched), and equal-accuracy ratios: the cheapest solver setting (scheme and
@@ -62,14 +64,21 @@ from pdesurrogate.surrogate import FieldOperator, Surrogate, TraceOperator, read
 
 CONFIGS = REPO / "experiments" / "configs"
 
-ABLATION = {
-    "data only": {"loss": {"data": 1.0}},
-    "+ time reversal": {"loss": {"data": 1.0, "time_reversal": 0.1}},
-    "+ residual": {"loss": {"data": 1.0, "time_reversal": 0.1, "residual": 0.1}},
-    "+ unrolled": {"loss": {"data": 1.0, "time_reversal": 0.1, "residual": 0.1}, "unroll": 3},
-    "+ unrolled, solver-in-the-loop target": {"loss": {"data": 1.0, "time_reversal": 0.1, "residual": 0.1},
-                                              "unroll": 3, "solver_target": True},
-}
+ABLATION = ("data only", "+ time reversal", "+ residual", "+ unrolled", "+ unrolled, solver-in-the-loop target")
+
+
+def stepper_ablation(reference: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The rows of the stepper loss ablation (``ABLATION``): the reference recipe's terms added one
+    at a time with its own weights and unroll (so the "+ unrolled" row is the reference run), then
+    the wave residual's solver step as a fixed (solver-in-the-loop) target."""
+    weights, unroll = reference["train"]["loss"], reference["train"]["unroll"]
+    tr = {"data": 1.0, "time_reversal": weights["time_reversal"]}
+    res = tr | {"residual": weights["residual"]}
+    rows = [{"loss": {"data": 1.0}}, {"loss": tr}, {"loss": res}, {"loss": res, "unroll": unroll},
+            {"loss": res, "unroll": unroll, "solver_target": True}]
+    return dict(zip(ABLATION, rows))
+
+
 # the USCT trace operator's physics loss: source-receiver reciprocity between its own shots
 TRACE_ABLATION = {
     "USCT: data only": {"loss": {"data": 1.0}},
@@ -109,8 +118,8 @@ def gpu_experiments() -> dict[str, dict[str, Any]]:
     # 5000 samples keep the dataset near 20 GB with three channels
     stepper["data"] |= {"num_samples": 5000}
     stepper["data"]["acoustic"] |= {"save_velocity": True, "n_frames": 20}
-    # time-reversal weight 1 (the ablation's rows keep 0.1): on the 64^2 analogue it cut the
-    # inconsistency from 16% to 4.2% at an unchanged one-step error (experiments/results/stepper_modes_cpu_s400*.md)
+    # time-reversal weight 1: on the 64^2 analogue it cut the inconsistency from 16% to 4.2% at an
+    # unchanged one-step error (experiments/results/stepper_modes_cpu_s400*.md)
     stepper["train"] |= {"unroll": 3, "loss": {"data": 1.0, "time_reversal": 1.0, "residual": 0.1}}
     maxwell_stepper = load_toml(CONFIGS / "maxwell_stepper_128.toml")
     maxwell_stepper["data"]["optics"] |= {"n_frames": 20}  # the 20-step rollout target
@@ -633,7 +642,8 @@ def main(argv: list[str] | None = None) -> int:
                                                                   sets)
                 save()
         else:  # ablation
-            for key, table, prefix in (("stepper", ABLATION, "ablation_"), ("usct", TRACE_ABLATION, "ablation_usct_")):
+            for key, table, prefix in (("stepper", stepper_ablation(experiments["stepper"]), "ablation_"),
+                                       ("usct", TRACE_ABLATION, "ablation_usct_")):
                 (main_set, *_), reference_run = trained(key)
                 for i, (name, change) in enumerate(table.items()):
                     exp = copy.deepcopy(experiments[key])

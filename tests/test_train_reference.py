@@ -31,3 +31,19 @@ def test_stage_done_needs_every_result_of_the_stage():
     results["reference"][tr.unet_name(names[-1])] = {}
     assert [st for st in tr.STAGES if tr.stage_done(results, st)] == ["stepper", "speed", "maxwell", "ablation", "unet"]
     assert not any(tr.stage_done({}, st) for st in tr.STAGES)
+
+
+def test_stepper_ablation_uses_the_reference_recipe():
+    """The ablation adds the reference recipe's loss terms one at a time with its own weights, so its
+    "+ unrolled" row trains exactly as the reference stepper (and reuses that run), at every size."""
+    tr = _script()
+    for experiments in (tr.small_experiments(), tr.gpu_experiments()):
+        reference = experiments["stepper"]
+        rows = tr.stepper_ablation(reference)
+        assert tuple(rows) == tr.ABLATION
+        weights = reference["train"]["loss"]
+        assert rows["+ time reversal"]["loss"]["time_reversal"] == weights["time_reversal"] > 0
+        base = {k: v for k, v in reference["train"].items() if k not in ("loss", "unroll")}
+        same = [name for name, change in rows.items() if tr._same_training({**reference, "train": base | change},
+                                                                            reference)]
+        assert same == ["+ unrolled"]

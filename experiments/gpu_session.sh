@@ -1,50 +1,46 @@
 #!/usr/bin/env bash
-# What is left for a GPU, sized for one 15-minute device session in two calls on the same warm
-# machine (plan and timings in the README's GPU sections; run from the repository root, with the
-# jwave wheels copied to .gpu-wheels/ and carried, as for experiments/gpu_benchmarks.sh):
+# Issue 5's GPU results (experiments/train_reference.py --budget), sized for 15-minute device
+# sessions. It needs no install and no jwave on the GPU host (PYTHONPATH=. is set here); run it from
+# the repository root once or more per session, on the same warm machine:
 #
-#   bash experiments/gpu_session.sh 1                      # issue 5: stepper, optics, usct, speed
-#   SESSION_SECONDS=300 bash experiments/gpu_session.sh 2  # issue 5: what call 1 did not finish,
-#                                                          # then maxwell, ablation and the U-Net
-#                                                          # baselines
+#   bash experiments/gpu_session.sh                        # first call: at most 540 s
+#   SESSION_SECONDS=300 bash experiments/gpu_session.sh    # next call: what the session has left,
+#                                                          # less a minute
 #
-# (The solver and data benchmarks have their own script, experiments/gpu_benchmarks.sh; their H100
-# tables were taken on 2026-11-26.)
+# Every call runs the stages in order (stepper, optics, usct, speed, maxwell, ablation, unet) and
+# skips those whose results experiments/results/surrogates_gpu_budget.json already holds
+# (--skip-done). A stage cut short by the time limit resumes from its checkpoints in the next call
+# on the same warm machine (runs/reference_budget, ignored by git). That results file is tracked:
+# commit it after a session and the next device session, on a bare machine, goes on with the
+# stages still missing. Each stage records its device and date in the file. The speed stage times
+# the trained stepper, optical and USCT runs, so it trains them again on a machine that lacks them.
 #
-# SESSION_SECONDS (default 540) bounds the whole call, so it ends inside the device tool's
-# 10-minute limit; give the second call what the session has left, less a minute. train_reference.py saves after every stage and resumes, and its results file
-# in runs/gpu_results (ignored by git, so kept on a warm machine between calls) merges the stages
-# of both calls. On any exit, when $OUT is set, the result tables (.md) and a tarball of every
-# result file (gpu_results.tgz: train_reference JSON and Markdown) are copied there: a few files,
-# under the tool's limit of 8.
+# SESSION_SECONDS (default 540) bounds the call, so it ends inside the device tool's 10-minute
+# limit. On any exit, when $OUT is set, the results file (.json, .md) and this call's log are
+# copied there.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-phase=${1:-}
-if [ "$phase" != 1 ] && [ "$phase" != 2 ]; then
-  echo "usage: bash experiments/gpu_session.sh 1|2" >&2
+if [ $# -ne 0 ]; then
+  echo "usage: [SESSION_SECONDS=N] bash experiments/gpu_session.sh" >&2
   exit 2
 fi
 budget=${SESSION_SECONDS:-540}
-end=$((SECONDS + budget))
-results=runs/gpu_results
-mkdir -p "$results"
+if [ "$budget" -lt 60 ]; then
+  echo "SESSION_SECONDS must be at least 60, got $budget" >&2
+  exit 2
+fi
+results=experiments/results
+log=runs/gpu_session.log
+mkdir -p runs
 export PYTHONPATH=. PYTHONUNBUFFERED=1
 
 copy_out() {
   if [ -n "${OUT:-}" ]; then
-    tar czf "$OUT/gpu_results.tgz" -C runs gpu_results
-    cp "$results"/*.md "$OUT"/ 2>/dev/null
+    cp "$results"/surrogates_gpu_budget.json "$results"/surrogates_gpu_budget.md "$log" "$OUT"/ 2>/dev/null
   fi
 }
 trap copy_out EXIT
 
-left() { echo $((end - SECONDS)); }
-
-if [ "$phase" = 1 ]; then
-  timeout -k 10 "$(($(left) - 15))" python3 experiments/train_reference.py --budget \
-    --stages stepper,optics,usct,speed --results "$results"
-else
-  timeout -k 10 "$(($(left) - 15))" python3 experiments/train_reference.py --budget --skip-done \
-    --stages stepper,optics,usct,speed,maxwell,ablation,unet --results "$results"
-fi
-echo "gpu_session $phase: $((SECONDS)) s"
+timeout -k 10 "$((budget - 15))" python3 experiments/train_reference.py --budget --skip-done \
+  --results "$results" 2>&1 | tee "$log"
+echo "gpu_session: $SECONDS s" | tee -a "$log"

@@ -16,7 +16,9 @@ grid) says how much of each step the spectral path cannot carry.
 2. **Training check at 64^2**, where the CPU can train: the same physics (spacing, sources, time
    step, macro step) on a 64^2 grid, so that ``modes`` m at 64^2 corresponds to 2m at 128^2. One
    FNO (width 32, depth 4, padding 8) per ``modes``, trained alike on the one-step data loss, and
-   its test one-step error next to the tail (the evaluation's ``spectral_tail``).
+   its test one-step error next to the tail (the evaluation's ``spectral_tail``). ``--kind ffno``
+   trains the factorised F-FNO instead (results file suffix ``_ffno``), whose parameters grow with
+   the sum of the per-axis modes rather than their product.
 
 Writes ``experiments/results/stepper_modes_<backend>.{md,json}``; work directories go to ``--work``
 (default ``runs/stepper_modes``), where finished datasets and runs are reused.
@@ -45,6 +47,7 @@ from pdesurrogate.io import write_json, write_text  # noqa: E402
 DEFAULT_STEPS = 1500  # other step counts and a time-reversal weight get their own results files
 PADDING = 8  # the 128^2 configs' model padding (training.config default)
 TAIL_MODES = (8, 16, 24, 32, 48, 64)
+KIND_NAMES = {"fno": "FNO", "ffno": "F-FNO"}
 FAMILIES = {"acoustic_stepper": "pressure", "maxwell_stepper": "ez"}
 
 
@@ -121,25 +124,29 @@ def plot_losses(runs: dict[int, Path], path: Path) -> None:
     save_figure(fig, path)
 
 
-def run_name(modes: int, steps: int, time_reversal: float) -> str:
-    return f"fno_m{modes}_s{steps}" + (f"_tr{time_reversal:g}" if time_reversal else "")
+def run_name(kind: str, modes: int, steps: int, time_reversal: float) -> str:
+    return f"{kind}_m{modes}_s{steps}" + (f"_tr{time_reversal:g}" if time_reversal else "")
 
 
-def train_check(data_dir: Path, work: Path, modes: int, steps: int, time_reversal: float = 0.0) -> dict[str, Any]:
+def train_check(data_dir: Path, work: Path, kind: str, modes: int, steps: int,
+                time_reversal: float = 0.0) -> dict[str, Any]:
     from pdesurrogate.cli.train import train_run
+    from pdesurrogate.models import num_params
+    from pdesurrogate.surrogate import load_run_model
     from training.evaluation import evaluate_run
 
-    run = work / run_name(modes, steps, time_reversal)
+    run = work / run_name(kind, modes, steps, time_reversal)
     result = run / "modes_result.json"
-    if result.is_file():
-        return json.loads(result.read_text())
-    cfg = {"model": {"kind": "fno", "modes": modes, "width": 32, "depth": 4, "padding": PADDING},
+    if result.is_file():  # a finished run (its parameter count is taken from the checkpoint)
+        return {**json.loads(result.read_text()), "kind": kind, "params": num_params(load_run_model(run)[0])}
+    cfg = {"model": {"kind": kind, "modes": modes, "width": 32, "depth": 4, "padding": PADDING},
            "train": {"steps": steps, "batch_size": 16, "lr": 1e-3, "warmup_steps": min(50, steps // 10),
                      "validate_every": max(steps // 3, 1), "checkpoint_every": max(steps // 3, 1), "windows": 2,
                      "loss": {"data": 1.0, "time_reversal": time_reversal}}}
     train_run(cfg, data_dir, run, progress=True)
     ev = evaluate_run(run, [data_dir], run / "evaluation", speed=False)
-    out = {"modes": modes, "steps": steps, "train_s": logged_train_seconds(run), "rel_l2": ev["rel_l2"],
+    out = {"kind": kind, "modes": modes, "steps": steps, "train_s": logged_train_seconds(run),
+           "params": num_params(load_run_model(run)[0]), "rel_l2": ev["rel_l2"],
            "baseline_rel_l2": ev["baseline_rel_l2"], "spectral_tail": ev["spectral_tail"],
            "rollout": ev["rollout"], "time_reversal": ev["time_reversal"]}
     write_json(result, out)
@@ -162,15 +169,16 @@ def table(results: dict[str, Any]) -> str:
         lines.append("")
     if results["train"]:
         lines += ["## Training check at 64² (modes m at 64² = 2m at 128²)", "",
-                  f"Acoustic stepper, {results['train_samples']} trajectories (1/8 test), FNO width 32, depth 4, "
+                  f"Acoustic stepper, {results['train_samples']} trajectories (1/8 test), "
+                  f"{KIND_NAMES[results['kind']]} width 32, depth 4, "
                   f"one-step data loss (time-reversal weight {results['time_reversal']:g}), batch 16. Test one-step "
                   "rel L2 of the best validation checkpoint.", "",
-                  "| modes (64²) | as at 128² | steps | train s | one-step median | p99 | tail median | tail p99 "
-                  "| rollout median, last step | time-reversal inconsistency median |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| modes (64²) | as at 128² | parameters | steps | train s | one-step median | p99 | tail median "
+                  "| tail p99 | rollout median, last step | time-reversal inconsistency median |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in results["train"]:
             f = r["spectral_tail"]
-            lines.append(f"| {r['modes']} | {2 * r['modes']} | {r['steps']} | {r['train_s']:.0f} | "
+            lines.append(f"| {r['modes']} | {2 * r['modes']} | {r['params']:,} | {r['steps']} | {r['train_s']:.0f} | "
                          f"{r['rel_l2']['median']:.4f} | {r['rel_l2']['p99']:.4f} | {f['median']:.4f} | "
                          f"{f['p99']:.4f} | {r['rollout']['median'][-1]:.4f} | {r['time_reversal']['median']:.4f} |")
         n = len(results["train"][0]["rollout"]["median"])
@@ -186,6 +194,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="training steps per model (0: tails only)")
     p.add_argument("--samples", type=int, default=512, help="64^2 training trajectories")
     p.add_argument("--tail-samples", type=int, default=16, help="128^2 trajectories per tail dataset")
+    p.add_argument("--kind", choices=sorted(KIND_NAMES), default="fno",
+                   help="network of the training check (results file suffix _ffno for the F-FNO)")
     p.add_argument("--time-reversal", type=float, default=0.0,
                    help="weight of the time-reversal loss in the training check (results file suffix _tr<w>)")
     p.add_argument("--work", type=Path, default=REPO / "runs" / "stepper_modes")
@@ -199,17 +209,19 @@ def main(argv: list[str] | None = None) -> None:
     results: dict[str, Any] = {"backend": backend, "date": time.strftime("%Y-%m-%d"),
                                "command": " ".join(["uv run python experiments/stepper_modes.py", *sys.argv[1:]]),
                                "tail_128": {}, "train": [], "train_samples": args.samples,
-                               "time_reversal": args.time_reversal}
+                               "time_reversal": args.time_reversal, "kind": args.kind}
     for name, data in tail_data(args.tail_samples).items():
         path = ensure(data, args.work / f"{name}_128_n{args.tail_samples}")
         results["tail_128"][name] = tails(path, list(TAIL_MODES), PADDING)
     if args.steps:
         data_dir = ensure(small_data(args.samples), args.work / f"acoustic_stepper_64_n{args.samples}")
-        results["train"] = [train_check(data_dir, args.work, m, args.steps, args.time_reversal) for m in args.modes]
+        results["train"] = [train_check(data_dir, args.work, args.kind, m, args.steps, args.time_reversal)
+                            for m in args.modes]
     stem = args.out / (f"stepper_modes_{backend}" + (f"_s{args.steps}" if args.steps != DEFAULT_STEPS else "")
-                       + (f"_tr{args.time_reversal:g}" if args.time_reversal else ""))
+                       + (f"_tr{args.time_reversal:g}" if args.time_reversal else "")
+                       + (f"_{args.kind}" if args.kind != "fno" else ""))
     if args.steps:
-        plot_losses({m: args.work / run_name(m, args.steps, args.time_reversal) for m in args.modes},
+        plot_losses({m: args.work / run_name(args.kind, m, args.steps, args.time_reversal) for m in args.modes},
                     Path(f"{stem}_loss.png"))
     write_json(stem.with_suffix(".json"), results)
     write_text(stem.with_suffix(".md"), table(results))

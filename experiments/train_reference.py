@@ -480,7 +480,8 @@ def markdown(results: dict[str, Any]) -> str:
     hdr = ["| model | median | p95 | p99 | max | rollout median (last step) | TR (steppers) / reciprocity (traces) "
            "inconsistency median | baseline median |", "|---|---|---|---|---|---|---|---|"]
     lines = [f"# Reference surrogates ({results['label']})", "",
-             f"Device: {results['device']}. Mode: {MODE_TEXT[results['mode']]}. "
+             f"Device of the last run: {results['device']} (each stage's: Stages, below). "
+             f"Mode: {MODE_TEXT[results['mode']]}. "
              f"Relative L2 per sample (stepper: one macro step, pressure; field operator: all phasors; "
              f"trace operator: the traces of one shot, the emitter's own left out).", ""]
     reference = _canonical(results["reference"], [n for v in REFERENCE.values() for n in (v[0], unet_name(v[0]))])
@@ -517,8 +518,11 @@ def markdown(results: dict[str, Any]) -> str:
     lines += [_row(name, r) for name, r in _canonical(results["ablation"], list(ABLATION) + list(TRACE_ABLATION))]
     lines += ["", "## Not covered", "", *[f"- {n}" for n in results["not_covered"]], ""]
     if results.get("stage_seconds"):
-        lines += ["## Stage wall times (s, data and compilation included)", "",
-                  ", ".join(f"{k} {v:.0f}" for k, v in results["stage_seconds"].items()), ""]
+        devices = results.get("stage_device", {})
+        lines += ["## Stages (wall time with data and compilation; where and when each ran)", "",
+                  "| stage | wall s | device, date |", "|---|---|---|",
+                  *[f"| {k} | {v:.0f} | {devices.get(k, 'not recorded')} |"
+                    for k, v in results["stage_seconds"].items()], ""]
     return "\n".join(lines)
 
 
@@ -588,10 +592,11 @@ def main(argv: list[str] | None = None) -> int:
     previous = out / f"surrogates_{label}.json"
     results: dict[str, Any] = {"label": label, "mode": mode, "backend": backend,
                                "device": f"{backend} {jax.devices()[0].device_kind}", "reference": {},
-                               "ablation": {}, "speed": {}, "stage_seconds": {}, "not_covered": NOT_COVERED}
+                               "ablation": {}, "speed": {}, "stage_seconds": {}, "stage_device": {},
+                               "not_covered": NOT_COVERED}
     if previous.is_file():  # keep what earlier runs (maybe on another machine) measured
         old = json.loads(previous.read_text())
-        for key in ("reference", "ablation", "speed", "stage_seconds"):
+        for key in ("reference", "ablation", "speed", "stage_seconds", "stage_device"):
             results[key] |= old.get(key, {})
 
     def save() -> None:  # after every stage, so a run cut short still reports what it finished
@@ -599,11 +604,16 @@ def main(argv: list[str] | None = None) -> int:
         write_json(out / f"surrogates_{label}.json", results)
         write_text(out / f"surrogates_{label}.md", markdown(results))
 
+    def main_dataset(stage: str) -> Path:
+        """The training dataset of the reference surrogate of ``stage``, generated only if missing."""
+        _, key, data_dir, _ = REFERENCE[stage]
+        return ensure_dataset(experiments[key]["data"], work / data_dir)
+
     def datasets(stage: str) -> list[Path]:
         """The datasets of the reference surrogate of ``stage`` (main, then rare-lesion and OOD test
         sets), each generated only if missing."""
         _, key, data_dir, acoustic = REFERENCE[stage]
-        main_set = ensure_dataset(experiments[key]["data"], work / data_dir)
+        main_set = main_dataset(stage)
         dt = json.loads((main_set / "manifest.json").read_text())["constants"]["dt"] if acoustic else None
         return [main_set] + [ensure_dataset(d, work / f"{data_dir}_{split}")
                              for split, d in test_sets(experiments[key], mode, dt).items()]
@@ -644,7 +654,9 @@ def main(argv: list[str] | None = None) -> int:
         else:  # ablation
             for key, table, prefix in (("stepper", stepper_ablation(experiments["stepper"]), "ablation_"),
                                        ("usct", TRACE_ABLATION, "ablation_usct_")):
-                (main_set, *_), reference_run = trained(key)
+                # the reference run is needed (and trained if missing) only by a row that trains as it does,
+                # so a later device session can run this stage without training the reference surrogates again
+                main_set = main_dataset(key)
                 for i, (name, change) in enumerate(table.items()):
                     exp = copy.deepcopy(experiments[key])
                     exp["train"] = {k: v for k, v in exp["train"].items() if k not in ("loss", "unroll")} | change
@@ -652,10 +664,11 @@ def main(argv: list[str] | None = None) -> int:
                         exp["train"]["steps"] = BUDGET_ABLATION_STEPS
                     # a row with the reference surrogate's own settings is that run, not a second training
                     same = _same_training(exp, experiments[key])
-                    run = reference_run if same else ensure_run(exp, main_set, work / "runs" / f"{prefix}{i}")
+                    run = trained(key)[1] if same else ensure_run(exp, main_set, work / "runs" / f"{prefix}{i}")
                     results["ablation"][name] = evaluated(run, [main_set])
                     save()
         results["stage_seconds"][stage] = time.perf_counter() - started
+        results["stage_device"][stage] = f"{results['device']}, {time.strftime('%Y-%m-%d')}"
         save()
     save()  # also when every stage was skipped
     print(markdown(results))

@@ -4,7 +4,10 @@ already holds (``--skip-done``)."""
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
+
+import jax
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,3 +50,29 @@ def test_stepper_ablation_uses_the_reference_recipe():
         same = [name for name, change in rows.items() if tr._same_training({**reference, "train": base | change},
                                                                             reference)]
         assert same == ["+ unrolled"]
+
+
+def _fake_evaluation() -> dict:
+    stats = {"mean": 0.1, "median": 0.1, "p95": 0.2, "p99": 0.3, "max": 0.4}
+    return {"rel_l2": stats, "baseline_rel_l2": stats}
+
+
+def test_ablation_stage_trains_no_reference_run_it_does_not_reuse(tmp_path, monkeypatch):
+    """At the budget size no ablation row trains as the reference surrogate does, so a later device
+    session runs the stage without training the reference surrogates again; each stage records the
+    device it ran on. Data, training and evaluation are faked: this checks the bookkeeping only."""
+    tr = _script()
+    ensured = []
+    monkeypatch.setattr(tr, "ensure_dataset", lambda data, path: path)
+    monkeypatch.setattr(tr, "ensure_run", lambda exp, data, run: ensured.append(run.name) or run)
+    monkeypatch.setattr(tr, "evaluated", lambda run, data: _fake_evaluation())
+    assert tr.main(["--budget", "--stages", "ablation", "--work", str(tmp_path / "work"),
+                    "--results", str(tmp_path)]) == 0
+    rows = len(tr.ABLATION) + len(tr.TRACE_ABLATION)
+    assert sorted(ensured) == sorted([f"ablation_{i}" for i in range(len(tr.ABLATION))]
+                                     + [f"ablation_usct_{i}" for i in range(len(tr.TRACE_ABLATION))])
+    results = json.loads((tmp_path / f"surrogates_{jax.default_backend()}_budget.json").read_text())
+    assert len(results["ablation"]) == rows and list(results["stage_device"]) == ["ablation"]
+    assert results["stage_device"]["ablation"].startswith(results["device"])
+    table = (tmp_path / f"surrogates_{jax.default_backend()}_budget.md").read_text()
+    assert f"| ablation | {results['stage_seconds']['ablation']:.0f} | {results['stage_device']['ablation']} |" in table

@@ -7,13 +7,13 @@
 #   SESSION_SECONDS=300 bash experiments/gpu_session.sh    # next call: what the session has left,
 #                                                          # less a minute
 #
-# Every call runs the stages in order (stepper, optics, usct, speed, maxwell, ablation, unet) and
-# skips those whose results experiments/results/surrogates_gpu_budget.json already holds
-# (--skip-done). A stage cut short by the time limit resumes from its checkpoints in the next call
-# on the same warm machine (runs/reference_budget, ignored by git). That results file is tracked:
-# commit it after a session and the next device session, on a bare machine, goes on with the
-# stages still missing. Each stage records its device and date in the file. The speed stage times
-# the trained stepper, optical and USCT runs, so it trains them again on a machine that lacks them.
+# Every call runs the stages in order (stepper, optics, usct, maxwell, ablation, unet; the speed
+# study inside the first three) and skips those whose results
+# experiments/results/surrogates_gpu_budget.json already holds (--skip-done). A stage cut short by
+# the time limit resumes from its checkpoints in the next call on the same warm machine
+# (runs/reference_budget, ignored by git). That results file is tracked: commit it after a session
+# and the next device session, on a bare machine, goes on with the stages still missing (no stage
+# needs another's trained runs). Each stage records its device and date in the file.
 #
 # SESSION_SECONDS (default 540) bounds the call, so it ends inside the device tool's 10-minute
 # limit. On any exit, when $OUT is set, the results file (.json, .md) and this call's log are

@@ -5,11 +5,11 @@
     uv run python experiments/train_reference.py --small    # CPU smoke run, minutes
 
 Stages (``--stages``, default all), each skipped when its output exists, so a killed run continues
-where it stopped: stepper, optics (optical field operator), usct (USCT trace operator), speed,
-maxwell (Maxwell stepper), ablation, unet (a U-Net in place of the FNO of each reference
-surrogate, same data, losses and steps: the baseline network of every table). Results of stages
-not run are kept from an existing results file, so the stages can run in separate calls or on
-separate machines:
+where it stopped: stepper, optics (optical field operator), usct (USCT trace operator), maxwell
+(Maxwell stepper), ablation, unet (a U-Net in place of the FNO of each reference surrogate, same
+data, losses and steps: the baseline network of every table). Results of stages not run are kept
+from an existing results file, so the stages can run in separate calls or on separate machines; no
+stage needs another's trained runs, so a bare machine goes on with the stages still missing:
 
 1. Datasets: ``acoustic_stepper_128`` with velocity stored (time reversal needs it), 20 macro
    steps and 5000 samples, ``maxwell_stepper_128``, ``maxwell_field_128`` and ``usct_128``, each
@@ -23,7 +23,8 @@ separate machines:
    reversal, + wave residual, + unrolled (the reference run), and the wave residual's solver step
    as a fixed (solver-in-the-loop) target; and of the USCT trace
    operator's: data only, + source-receiver reciprocity.
-4. Speed: same-grid ratios (from the evaluations), the stepper's break-even macro step against
+4. Speed, measured in the stepper, optics and usct stages right after training, on the same
+   device: same-grid ratios (from the evaluations), the stepper's break-even macro step against
    ``fd`` and ``pstd`` (batched), and equal-accuracy ratios: the cheapest solver setting (scheme and
    stencil, grid, time step; for the field operator, grid and FDTD run length) whose error against a fine-grid
    reference (2x finer grid, :mod:`training.refinement`) is at most the surrogate's against the
@@ -130,10 +131,11 @@ def gpu_experiments() -> dict[str, dict[str, Any]]:
     return {"stepper": stepper, "maxwell_stepper": maxwell_stepper, "optics": optics, "usct": usct}
 
 
-# Sized for a 15-minute device session in two calls (see the README's GPU section): on an H200
-# the acoustic stepper (unroll 3, time reversal, residual, batch 32, 2 windows) trains at 7.7
-# steps/s, so 3000 steps took 390 s alone.
-BUDGET_STEPS = 1000
+# (samples, training steps) of each experiment, sized for device calls of at most 10 minutes (see
+# the README's GPU section): on an H200 the acoustic stepper (unroll 3, time reversal, residual,
+# batch 32, 2 windows) trained at 7.7 steps/s, so its 3000 steps take about 390 s, one call. The
+# steppers get the most steps: their one-step targets are the tightest.
+BUDGET = {"stepper": (1024, 3000), "maxwell_stepper": (512, 3000), "optics": (512, 1000), "usct": (512, 1000)}
 BUDGET_ABLATION_STEPS = 300
 
 
@@ -141,9 +143,9 @@ def budget_experiments() -> dict[str, dict[str, Any]]:
     """The GPU experiments at their 128^2 grids with fewer samples and training steps, for short
     device sessions; results are labelled ``budget`` and are not the targets' sizes."""
     experiments = gpu_experiments()
-    for name, n in (("stepper", 1024), ("maxwell_stepper", 512), ("optics", 512), ("usct", 512)):
+    for name, (n, steps) in BUDGET.items():
         experiments[name]["data"]["num_samples"] = n
-        experiments[name]["train"] |= {"steps": BUDGET_STEPS, "warmup_steps": 50, "validate_every": 250,
+        experiments[name]["train"] |= {"steps": steps, "warmup_steps": 50, "validate_every": 250,
                                        "checkpoint_every": 250}
     return experiments
 
@@ -527,13 +529,14 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 MODE_TEXT = {"small": "--small (CPU smoke sizes)", "full": "full",
-             "budget": f"--budget (GPU grids, fewer samples, {BUDGET_STEPS} training steps, {BUDGET_ABLATION_STEPS} "
+             "budget": f"--budget (GPU grids, fewer samples, {BUDGET['stepper'][1]} training steps for the steppers, "
+                       f"{BUDGET['optics'][1]} for the field operators, {BUDGET_ABLATION_STEPS} "
                        "for the ablation; not the targets' sizes)"}
 NOT_COVERED = ["USCT trace operator: no Helmholtz residual (it needs grid phasors; the operator predicts time "
                "traces at the ring); its physics loss is source-receiver reciprocity (ablation)"]
 
 
-STAGES = ("stepper", "optics", "usct", "speed", "maxwell", "ablation", "unet")
+STAGES = ("stepper", "optics", "usct", "maxwell", "ablation", "unet")
 # stage: (results name, experiment key = run directory, dataset directory, acoustic (dt-pinned test sets))
 REFERENCE = {"stepper": ("acoustic stepper", "stepper", "acoustic_stepper", True),
              "optics": ("optical field operator", "optics", "optics", False),
@@ -541,7 +544,10 @@ REFERENCE = {"stepper": ("acoustic stepper", "stepper", "acoustic_stepper", True
              "maxwell": ("Maxwell TM stepper", "maxwell_stepper", "maxwell_stepper", False)}
 
 
-SPEED_KEYS = ("stepper_break_even", "stepper_equal_accuracy", "field_equal_accuracy", "trace_equal_accuracy")
+# the speed study of each reference stage: results["speed"] key -> measure(run, training set, batch)
+SPEED = {"stepper": {"stepper_break_even": stepper_break_even, "stepper_equal_accuracy": stepper_equal_accuracy},
+         "optics": {"field_equal_accuracy": field_equal_accuracy},
+         "usct": {"trace_equal_accuracy": trace_equal_accuracy}}
 # stage unet: every reference surrogate again with a U-Net (same data, losses and steps), so that
 # each table compares the FNO with another network, not only with the trivial baseline
 UNET = {"small": {"kind": "unet", "width": 16, "levels": 3}, "budget": {"kind": "unet", "width": 32, "levels": 4},
@@ -556,9 +562,8 @@ def unet_name(name: str) -> str:
 def stage_done(results: dict[str, Any], stage: str) -> bool:
     """Whether ``results`` (a results file's content) holds everything ``stage`` writes."""
     if stage in REFERENCE:
-        return REFERENCE[stage][0] in results.get("reference", {})
-    if stage == "speed":
-        return all(key in results.get("speed", {}) for key in SPEED_KEYS)
+        return (REFERENCE[stage][0] in results.get("reference", {})
+                and all(key in results.get("speed", {}) for key in SPEED.get(stage, {})))
     if stage == "unet":
         return all(unet_name(name) in results.get("reference", {}) for name, *_ in REFERENCE.values())
     return all(name in results.get("ablation", {}) for name in (*ABLATION, *TRACE_ABLATION))
@@ -625,6 +630,7 @@ def main(argv: list[str] | None = None) -> int:
         return sets, ensure_run(experiments[key], sets[0], work / "runs" / key)
 
     batch = 4 if mode == "small" else 32
+    speed_batch = {"stepper": batch, "optics": min(batch, 4), "usct": min(batch, 4)}
     if args.skip_done:
         done = [st for st in stages if stage_done(results, st)]
         if done:
@@ -635,15 +641,10 @@ def main(argv: list[str] | None = None) -> int:
         if stage in REFERENCE:
             sets, run = trained(stage)
             results["reference"][REFERENCE[stage][0]] = evaluated(run, sets)
-        elif stage == "speed":
-            (stepper_set, *_), stepper_run = trained("stepper")
-            (optics_set, *_), field_run = trained("optics")
-            (usct_set, *_), trace_run = trained("usct")
-            speed = results["speed"]
-            speed["stepper_break_even"] = stepper_break_even(stepper_run, stepper_set, batch)
-            speed["stepper_equal_accuracy"] = stepper_equal_accuracy(stepper_run, stepper_set, batch)
-            speed["field_equal_accuracy"] = field_equal_accuracy(field_run, optics_set, min(batch, 4))
-            speed["trace_equal_accuracy"] = trace_equal_accuracy(trace_run, usct_set, min(batch, 4))
+            save()
+            for key, measure in SPEED.get(stage, {}).items():  # on the device that trained it, while the run is here
+                results["speed"][key] = measure(run, sets[0], speed_batch[stage])
+                save()
         elif stage == "unet":
             for ref_stage, (name, key, *_) in REFERENCE.items():
                 sets = datasets(ref_stage)

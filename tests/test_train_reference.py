@@ -20,19 +20,28 @@ def _script():
 
 
 def test_stage_done_needs_every_result_of_the_stage():
+    """A reference stage is done with its evaluation and its speed study (taken in the same stage,
+    on the device that trained it); the ablation and U-Net stages with every row."""
     tr = _script()
-    results = {"reference": {"acoustic stepper": {}}, "speed": {k: {} for k in tr.SPEED_KEYS[:-1]},
+    results = {"reference": {"acoustic stepper": {}, "optical field operator": {}},
+               "speed": {"stepper_break_even": {}, "field_equal_accuracy": {}},
                "ablation": {name: {} for name in tr.ABLATION}}
-    assert [st for st in tr.STAGES if tr.stage_done(results, st)] == ["stepper"]
-    results["speed"][tr.SPEED_KEYS[-1]] = {}
+    # the stepper's stepper_equal_accuracy is missing
+    assert [st for st in tr.STAGES if tr.stage_done(results, st)] == ["optics"]
+    results["speed"]["stepper_equal_accuracy"] = {}
+    assert [st for st in tr.STAGES if tr.stage_done(results, st)] == ["stepper", "optics"]
+    results["reference"]["USCT trace operator"] = {}
+    assert not tr.stage_done(results, "usct")  # its speed study missing
+    results["speed"]["trace_equal_accuracy"] = {}
     results["ablation"] |= {name: {} for name in tr.TRACE_ABLATION}
     results["reference"]["Maxwell TM stepper"] = {}
-    assert [st for st in tr.STAGES if tr.stage_done(results, st)] == ["stepper", "speed", "maxwell", "ablation"]
+    assert [st for st in tr.STAGES if tr.stage_done(results, st)] == ["stepper", "optics", "usct", "maxwell",
+                                                                       "ablation"]
     names = [name for name, *_ in tr.REFERENCE.values()]
     results["reference"] |= {tr.unet_name(name): {} for name in names[:-1]}
     assert not tr.stage_done(results, "unet")  # one U-Net baseline missing
     results["reference"][tr.unet_name(names[-1])] = {}
-    assert [st for st in tr.STAGES if tr.stage_done(results, st)] == ["stepper", "speed", "maxwell", "ablation", "unet"]
+    assert all(tr.stage_done(results, st) for st in tr.STAGES)
     assert not any(tr.stage_done({}, st) for st in tr.STAGES)
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import csv
 import json
 import sys
@@ -142,34 +143,61 @@ def plot_losses(runs: dict[int, Path], path: Path) -> None:
         loss = np.convolve([float(r["loss"]) for r in rows], np.ones(5) / 5, mode="valid")  # rows every 10 steps
         ax.semilogy(step[4:], loss, label=f"modes {modes} at 64² (= {2 * modes} at 128²)")
     ax.set_xlabel("step")
-    ax.set_ylabel("training loss (one-step rel L2 + weighted time reversal)")
+    ax.set_ylabel("training loss (data rel L2 + weighted time reversal)")
     ax.legend()
     ax.grid(True, which="both", alpha=0.3)
     save_figure(fig, path)
 
 
-def run_name(kind: str, modes: int, steps: int, time_reversal: float) -> str:
-    return f"{kind}_m{modes}_s{steps}" + (f"_tr{time_reversal:g}" if time_reversal else "")
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """What the training check varies besides ``modes`` and ``steps``: the network, the weight of
+    the time-reversal loss and the number of macro steps unrolled in the data loss."""
+
+    kind: str = "fno"
+    time_reversal: float = 0.0
+    unroll: int = 1
+
+    def __post_init__(self) -> None:
+        if self.kind not in KIND_NAMES:
+            raise ValueError(f"kind must be one of {sorted(KIND_NAMES)}, got {self.kind!r}")
+        if self.time_reversal < 0:
+            raise ValueError(f"time_reversal must be >= 0, got {self.time_reversal}")
+        if self.unroll < 1:
+            raise ValueError(f"unroll must be >= 1, got {self.unroll}")
+
+    @property
+    def suffix(self) -> str:
+        """``_tr<w>``, ``_u<n>`` for settings off their defaults (run and results file names)."""
+        return (f"_tr{self.time_reversal:g}" if self.time_reversal else "") + (f"_u{self.unroll}" if self.unroll > 1 else "")
+
+    @property
+    def loss_text(self) -> str:
+        unrolled = f"data loss unrolled over {self.unroll} macro steps" if self.unroll > 1 else "one-step data loss"
+        return f"{unrolled} (time-reversal weight {self.time_reversal:g})"
 
 
-def train_check(data_dir: Path, work: Path, kind: str, modes: int, steps: int,
-                time_reversal: float = 0.0) -> dict[str, Any]:
+def run_name(recipe: Recipe, modes: int, steps: int) -> str:
+    return f"{recipe.kind}_m{modes}_s{steps}{recipe.suffix}"
+
+
+def train_check(data_dir: Path, work: Path, recipe: Recipe, modes: int, steps: int) -> dict[str, Any]:
     from pdesurrogate.cli.train import train_run
     from pdesurrogate.models import num_params
     from pdesurrogate.surrogate import load_run_model
     from training.evaluation import evaluate_run
 
-    run = work / run_name(kind, modes, steps, time_reversal)
+    run = work / run_name(recipe, modes, steps)
     result = run / "modes_result.json"
     if result.is_file():  # a finished run (its parameter count is taken from the checkpoint)
-        return {**json.loads(result.read_text()), "kind": kind, "params": num_params(load_run_model(run)[0])}
-    cfg = {"model": {"kind": kind, "modes": modes, "width": 32, "depth": 4, "padding": PADDING},
+        return {**json.loads(result.read_text()), "kind": recipe.kind, "params": num_params(load_run_model(run)[0])}
+    cfg = {"model": {"kind": recipe.kind, "modes": modes, "width": 32, "depth": 4, "padding": PADDING},
            "train": {"steps": steps, "batch_size": 16, "lr": 1e-3, "warmup_steps": min(50, steps // 10),
                      "validate_every": max(steps // 3, 1), "checkpoint_every": max(steps // 3, 1), "windows": 2,
-                     "loss": {"data": 1.0, "time_reversal": time_reversal}}}
+                     "unroll": recipe.unroll, "loss": {"data": 1.0, "time_reversal": recipe.time_reversal}}}
     train_run(cfg, data_dir, run, progress=True)
     ev = evaluate_run(run, [data_dir], run / "evaluation", speed=False)
-    out = {"kind": kind, "modes": modes, "steps": steps, "train_s": logged_train_seconds(run),
+    out = {"kind": recipe.kind, "modes": modes, "steps": steps, "train_s": logged_train_seconds(run),
            "params": num_params(load_run_model(run)[0]), "rel_l2": ev["rel_l2"],
            "baseline_rel_l2": ev["baseline_rel_l2"], "spectral_tail": ev["spectral_tail"],
            "rollout": ev["rollout"], "time_reversal": ev["time_reversal"]}
@@ -182,7 +210,7 @@ def _fraction(x: float | str) -> str:
 
 
 def table(results: dict[str, Any]) -> str:
-    backend = results["backend"]
+    backend, recipe = results["backend"], Recipe(**results["recipe"])
     lines = [f"# Fourier modes of a learned wave stepper ({backend}, {results['date']})", "",
              f"Command: `{results['command']}`", "",
              "Tail: the share of a macro step's increment of the pressure (Ez) outside the FNO's retained "
@@ -206,8 +234,7 @@ def table(results: dict[str, Any]) -> str:
     if results["train"]:
         lines += ["## Training check at 64² (modes m at 64² = 2m at 128²)", "",
                   f"Acoustic stepper, {results['train_samples']} trajectories (1/8 test), "
-                  f"{KIND_NAMES[results['kind']]} width 32, depth 4, "
-                  f"one-step data loss (time-reversal weight {results['time_reversal']:g}), batch 16. Test one-step "
+                  f"{KIND_NAMES[recipe.kind]} width 32, depth 4, {recipe.loss_text}, batch 16. Test one-step "
                   "rel L2 of the best validation checkpoint.", "",
                   "| modes (64²) | as at 128² | parameters | steps | train s | one-step median | p99 | tail median "
                   "| tail p99 | rollout median, last step | time-reversal inconsistency median |",
@@ -220,8 +247,7 @@ def table(results: dict[str, Any]) -> str:
                          f"{_fraction(f['p99'])} | {r['rollout']['median'][-1]:.4f} | {r['time_reversal']['median']:.4f} |")
         n = len(results["train"][0]["rollout"]["median"])
         lines += ["", f"Persistence baseline median {results['train'][0]['baseline_rel_l2']['median']:.3f}. The "
-                  f"rollout runs {n} macro steps from each test trajectory's first frame; the models trained on "
-                  "the one-step loss (no unrolling).", ""]
+                  f"rollout runs {n} macro steps from each test trajectory's first frame.", ""]
     return "\n".join(lines)
 
 
@@ -235,11 +261,12 @@ def main(argv: list[str] | None = None) -> None:
                    help="network of the training check (results file suffix _ffno for the F-FNO)")
     p.add_argument("--time-reversal", type=float, default=0.0,
                    help="weight of the time-reversal loss in the training check (results file suffix _tr<w>)")
+    p.add_argument("--unroll", type=int, default=1,
+                   help="macro steps unrolled in the training check's data loss (results file suffix _u<n>)")
     p.add_argument("--work", type=Path, default=REPO / "runs" / "stepper_modes")
     p.add_argument("--out", type=Path, default=REPO / "experiments" / "results")
     args = p.parse_args(argv)
-    if args.time_reversal < 0:
-        raise ValueError(f"--time-reversal must be >= 0, got {args.time_reversal}")
+    recipe = Recipe(args.kind, args.time_reversal, args.unroll)
     if args.steps < 0 or args.samples < 24 or args.tail_samples < 1 or any(m < 1 for m in args.modes):
         raise ValueError("--steps must be >= 0, --samples >= 24, --tail-samples >= 1 and --modes >= 1")
     backend = jax.default_backend()
@@ -247,19 +274,17 @@ def main(argv: list[str] | None = None) -> None:
                                "command": " ".join(["uv run python experiments/stepper_modes.py", *sys.argv[1:]]),
                                "tail_128": {}, "train": [], "train_samples": args.samples,
                                "pass_cost": [{"kind": k, "modes": m, **pass_cost(k, m)} for k, m in COST_MODELS],
-                               "time_reversal": args.time_reversal, "kind": args.kind}
+                               "recipe": dataclasses.asdict(recipe)}
     for name, data in tail_data(args.tail_samples).items():
         path = ensure(data, args.work / f"{name}_128_n{args.tail_samples}")
         results["tail_128"][name] = tails(path, list(TAIL_MODES), PADDING)
     if args.steps:
         data_dir = ensure(small_data(args.samples), args.work / f"acoustic_stepper_64_n{args.samples}")
-        results["train"] = [train_check(data_dir, args.work, args.kind, m, args.steps, args.time_reversal)
-                            for m in args.modes]
+        results["train"] = [train_check(data_dir, args.work, recipe, m, args.steps) for m in args.modes]
     stem = args.out / (f"stepper_modes_{backend}" + (f"_s{args.steps}" if args.steps != DEFAULT_STEPS else "")
-                       + (f"_tr{args.time_reversal:g}" if args.time_reversal else "")
-                       + (f"_{args.kind}" if args.kind != "fno" else ""))
+                       + recipe.suffix + (f"_{recipe.kind}" if recipe.kind != "fno" else ""))
     if args.steps:
-        plot_losses({m: args.work / run_name(args.kind, m, args.steps, args.time_reversal) for m in args.modes},
+        plot_losses({m: args.work / run_name(recipe, m, args.steps) for m in args.modes},
                     Path(f"{stem}_loss.png"))
     write_json(stem.with_suffix(".json"), results)
     write_text(stem.with_suffix(".md"), table(results))

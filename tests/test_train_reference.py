@@ -46,10 +46,13 @@ def test_stage_done_needs_every_result_of_the_stage():
 
 
 def test_stepper_ablation_uses_the_reference_recipe():
-    """The ablation adds the reference recipe's loss terms one at a time with its own weights, so its
-    "+ unrolled" row trains exactly as the reference stepper (and reuses that run), at every size."""
+    """The ablation adds the reference recipe's loss terms one at a time with its own weights, so
+    exactly one row trains as the reference stepper does (and reuses that run), at every size: "+
+    unrolled" for a recipe that unrolls, "+ residual" for one that does not."""
     tr = _script()
-    for experiments in (tr.small_experiments(), tr.gpu_experiments()):
+    one_step = tr.gpu_experiments()
+    one_step["stepper"]["train"].pop("unroll", None)
+    for experiments in (tr.small_experiments(), tr.gpu_experiments(), one_step):
         reference = experiments["stepper"]
         rows = tr.stepper_ablation(reference)
         assert tuple(rows) == tr.ABLATION
@@ -58,7 +61,8 @@ def test_stepper_ablation_uses_the_reference_recipe():
         base = {k: v for k, v in reference["train"].items() if k not in ("loss", "unroll")}
         same = [name for name, change in rows.items() if tr._same_training({**reference, "train": base | change},
                                                                             reference)]
-        assert same == ["+ unrolled"]
+        unrolled = reference["train"].get("unroll", 1) == tr.ABLATION_UNROLL
+        assert same == ["+ unrolled" if unrolled else "+ residual"]
 
 
 def _fake_evaluation() -> dict:

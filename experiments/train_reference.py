@@ -138,9 +138,10 @@ def gpu_experiments() -> dict[str, dict[str, Any]]:
 
 
 # (samples, training steps) of each experiment, sized for device calls of at most 10 minutes (see
-# the README's GPU section): on an H200 the acoustic stepper (unroll 3, time reversal, residual,
-# batch 32, 2 windows) trained at 7.7 steps/s, so its 3000 steps take about 390 s, one call. The
-# steppers get the most steps: their one-step targets are the tightest.
+# the README's GPU section): on an H200 the acoustic stepper trained at 7.7 steps/s with unroll 3,
+# time reversal, residual, batch 32 and 2 windows, so its 3000 steps take at most about 390 s
+# without unrolling, one call. The steppers get the most steps: their one-step targets are the
+# tightest.
 BUDGET = {"stepper": (1024, 3000), "maxwell_stepper": (512, 3000), "optics": (512, 1000), "usct": (512, 1000)}
 BUDGET_ABLATION_STEPS = 300
 

@@ -18,7 +18,12 @@ grid) says how much of each step the spectral path cannot carry.
    FNO (width 32, depth 4, padding 8) per ``modes``, trained alike on the one-step data loss, and
    its test one-step error next to the tail (the evaluation's ``spectral_tail``). ``--kind ffno``
    trains the factorised F-FNO instead (results file suffix ``_ffno``), whose parameters grow with
-   the sum of the per-axis modes rather than their product.
+   the sum of the per-axis modes rather than their product; ``--time-reversal W`` adds the
+   time-reversal loss (``_tr<W>``) and ``--unroll N`` unrolls the data loss over N macro steps
+   (``_u<N>``).
+3. **Cost of one network pass at 128^2** (batch 32, forward and gradient): parameters and XLA's
+   count of floating-point operations and bytes accessed, for the FNO and F-FNO at several
+   ``modes`` (compiled, not run).
 
 Writes ``experiments/results/stepper_modes_<backend>.{md,json}``; work directories go to ``--work``
 (default ``runs/stepper_modes``), where finished datasets and runs are reused.

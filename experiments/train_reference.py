@@ -388,7 +388,7 @@ def field_equal_accuracy(run: Path, data: Path, batch: int) -> dict[str, Any]:
                 candidates.append({"coarsen": coarsen, "duration_fraction": fraction, "refused": str(e)})
                 break
             candidates.append({"coarsen": coarsen, "duration_fraction": fraction, "median_rel_l2": err,
-                               "seconds": time_call(fn, media, repeats=1)})
+                               "seconds": time_call(fn, media)})
     mask = comparable(1)
     return _scan(_median_error(sur_fn(media), ref, mask), _median_error(s["field"], ref, mask),
                  time_call(sur_fn, media), candidates, "Yee FDTD on a 2x finer grid, the data's duration",
@@ -454,7 +454,7 @@ def trace_equal_accuracy(run: Path, data: Path, batch: int) -> dict[str, Any]:
                 fn = shots(scheme, order, 1, coarsen, dt, kind)
                 candidates.append({"scheme": _setting_name(scheme, order, kind), "coarsen": coarsen,
                                    "cfl": float(cfl), "median_rel_l2": _median_error(per_shot(fn(media)), ref),
-                                   "seconds": time_call(fn, media, repeats=1)})
+                                   "seconds": time_call(fn, media)})
     return _scan(_median_error(per_shot(sur_fn(media)), ref), _median_error(per_shot(s["traces"]), ref),
                  time_call(sur_fn, media), candidates, "pstd on a 2x finer grid at half the time step",
                  "solver settings scanned: fd2 / fd4 / fd8-disp / pstd x grid (data, 2x coarser) x CFL (data, 2x)")

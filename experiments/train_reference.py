@@ -66,8 +66,6 @@ from pdesurrogate.surrogate import FieldOperator, Surrogate, TraceOperator, read
 CONFIGS = REPO / "experiments" / "configs"
 
 ABLATION = ("data only", "+ time reversal", "+ residual", "+ unrolled", "+ unrolled, solver-in-the-loop target")
-
-
 ABLATION_UNROLL = 3  # macro steps of the ablation's unrolled rows
 
 

@@ -49,3 +49,20 @@ def record_figure(request):
                 f.write(json.dumps(entry) + "\n")
 
     return record
+
+
+def pytest_addoption(parser):
+    parser.addoption("--figures", action="store_true",
+                     help="print the figures the validation tests recorded (record_figure) after the run")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if not config.getoption("--figures"):
+        return
+    reports = [r for rs in terminalreporter.stats.values() for r in rs if getattr(r, "when", None) == "call"]
+    figures = [entry for r in reports for key, entry in r.user_properties if key == "figure"]
+    terminalreporter.section(f"recorded figures ({len(figures)})")
+    for f in figures:
+        detail = f" ({f['detail']})" if f["detail"] else ""
+        terminalreporter.write_line(f"{f['check']}: {f['value']:.3g}{detail}  [tolerance {f['tolerance']}, "
+                                    f"{f['dtype']}; {f['region']}]  {f['test']}")

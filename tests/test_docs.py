@@ -43,3 +43,19 @@ def test_ci_runs_exactly_the_readme_commands():
 
 def test_readme_stays_a_front_page():
     assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 160
+
+
+def test_validation_table_is_rendered_from_its_json():
+    """experiments/results/validation_cpu.md is exactly what experiments/validation.py renders from the
+    figures in validation_cpu.json (which the tests recorded), with '|' in cells escaped."""
+    import json
+
+    spec = importlib.util.spec_from_file_location("validation_script", ROOT / "experiments" / "validation.py")
+    validation = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(validation)
+    data = json.loads((ROOT / "experiments" / "results" / "validation_cpu.json").read_text())
+    table = validation.markdown(data["rows"], data["meta"])
+    assert (ROOT / "experiments" / "results" / "validation_cpu.md").read_text() == table
+    assert data["meta"]["selection"] == "default and slow suites" and len(data["rows"]) > 40
+    row = dict(data["rows"][0], check="a |b| c")
+    assert "a \\|b\\| c" in validation.markdown([row], data["meta"]).splitlines()[-1]

@@ -1,6 +1,6 @@
 """The validation table: runs the solver validation tests and writes the figure each one measured.
 
-    uv run python experiments/validation.py                 # default and slow tests, about 10 min on 2 CPU cores
+    uv run python experiments/validation.py                 # default and slow tests, 12 min on 2 shared CPU cores
     uv run python experiments/validation.py --default-only  # the default suite's tests only
     uv run python experiments/validation.py --render        # rewrite the .md from the .json, running nothing
 
@@ -43,7 +43,7 @@ def format_value(value: float, unit: str) -> str:
 def markdown(rows: list[dict], meta: dict) -> str:
     lines = [f"# Solver validation ({meta['backend']}, {meta['date']})", "",
              f"`{meta['command']}`: JAX {meta['jax']}, Python {meta['python']}, {meta['device']}. "
-             f"{meta['tests']} tests passed ({meta['selection']}). One row per figure a test recorded "
+             f"{meta['tests']} tests passed ({meta['selection']}) in {meta['wall_s']:.0f} s. One row per figure a test recorded "
              "before asserting on it; the tolerance is the test's own bound.", "",
              "| check | measured | tolerance | dtype | how the test measures it | test |", "|---|---|---|---|---|---|"]
     for r in rows:

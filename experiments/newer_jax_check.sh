@@ -13,7 +13,7 @@ venv=$(mktemp -d)/venv
 uv venv -q -p "${PYTHON:-3.11}" "$venv"
 py="$venv/bin/python"
 jax_req="jax[cpu]${1:+==$1}"
-uv pip install -q -p "$py" "$jax_req" equinox diffrax optax flax orbax-checkpoint tensorstore numpy matplotlib \
+uv pip install -q -p "$py" "$jax_req" equinox optax flax orbax-checkpoint tensorstore numpy matplotlib \
   scipy pytest pytest-xdist
 uv pip install -q -p "$py" --no-deps "jwave==0.2.1" "jaxdf==0.3.0" plum-dispatch beartype typing_extensions
 "$py" -c "import sys, jax, flax, equinox, optax; print('python', sys.version.split()[0], 'jax', jax.__version__, 'flax', flax.__version__, 'equinox', equinox.__version__, 'optax', optax.__version__)"

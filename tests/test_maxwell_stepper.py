@@ -25,7 +25,7 @@ def test_stepper_protocol():
     assert isinstance(st, Stepper)
 
 
-def test_pec_cavity_energy_float32():
+def test_pec_cavity_energy_float32(record_figure):
     """Lossless PEC box, heterogeneous permittivity, 1e4 float32 steps: the discrete energy drifts <= 1e-4."""
     grid = Grid((24, 20), 1e-7)
     eps = np.ones(grid.shape, np.float32)
@@ -35,11 +35,14 @@ def test_pec_cavity_energy_float32():
     w0 = float(st.energy(state))
     state = st.run(state, 10_000)
     assert float(jnp.max(jnp.abs(state.h))) > 1e-3  # the field is still moving
-    assert abs(float(st.energy(state)) - w0) / w0 <= 1e-4
+    drift = abs(float(st.energy(state)) - w0) / w0
+    record_figure("PEC cavity: discrete energy drift over 10^4 steps", drift, tolerance="<= 1e-4",
+                  dtype=np.float32, region="2D TM 24 x 20, heterogeneous permittivity, pml_size=0")
+    assert drift <= 1e-4
 
 
 @pytest.mark.parametrize("shape,polarization", [((20, 18), "TM"), ((20, 18), "TE"), ((10, 9, 8), "TM")])
-def test_time_reversal_float64(x64, shape, polarization):
+def test_time_reversal_float64(x64, record_figure, shape, polarization):
     """reverse(run(reverse(run(s, n)), n)) == s to <= 1e-9 relative (pml_size=0, float64)."""
     grid = Grid(shape, 1e-7)
     eps = np.ones(grid.shape)
@@ -53,6 +56,10 @@ def test_time_reversal_float64(x64, shape, polarization):
     back = st.reverse(st.run(st.reverse(s1), 300))
     err = max(float(jnp.linalg.norm(back.e - s0.e)) / float(jnp.linalg.norm(s0.e)),
               float(jnp.linalg.norm(back.h - s0.h)) / float(jnp.linalg.norm(s1.h)))
+    mode = f"{len(shape)}D full Yee" if len(shape) == 3 else f"2D {polarization}"
+    record_figure(f"Maxwell time reversal R run R run = identity, {mode}", err, tolerance="<= 1e-9",
+                  dtype=np.float64, region=f"{' x '.join(map(str, shape))}, heterogeneous permittivity, 300 steps "
+                  "each way, pml_size=0; rel L2 of E and of H (against the moved H), the larger")
     assert err <= 1e-9, err
 
 

@@ -53,7 +53,6 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pdesurrogate.cli.train import train_run  # noqa: E402
 from pdesurrogate.config import load_toml  # noqa: E402
 from pdesurrogate.evaluation import time_call  # noqa: E402
 from pdesurrogate.evaluation.metrics import relative_l2  # noqa: E402
@@ -61,6 +60,7 @@ from pdesurrogate.io import write_json, write_text  # noqa: E402
 from training import refinement  # noqa: E402
 from training.evaluation import evaluate_run  # noqa: E402
 from training.physics import edge_mask  # noqa: E402
+from training.run import train_run  # noqa: E402
 from pdesurrogate.surrogate import FieldOperator, Surrogate, TraceOperator, read_spec  # noqa: E402
 
 CONFIGS = REPO / "experiments" / "configs"

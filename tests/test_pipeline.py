@@ -120,7 +120,7 @@ def test_optics_field_operator_trains_and_evaluates(tmp_path):
 
 
 def test_train_validation_and_test_splits_are_disjoint():
-    from pdesurrogate.cli.train import split_indices
+    from training.run import split_indices
 
     train, val, test = split_indices(64)
     assert (len(train), len(val), len(test)) == (48, 8, 8)

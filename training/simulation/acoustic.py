@@ -1,4 +1,4 @@
-"""``pdesurrogate simulate {acoustic,maxwell} CONFIG.toml --out DIR``.
+"""One acoustic simulation from a TOML config (``pdesurrogate simulate acoustic CONFIG.toml --out DIR``).
 
 Acoustic configs describe a grid, a medium (a phantom, a homogeneous medium or arrays from an
 ``.npz`` file), a ring transducer array whose elements record the pressure, a source (one emitting
@@ -9,7 +9,6 @@ directory receives ``result.npz`` (time, traces, final pressure, sensor position
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from pdesurrogate import io
-from pdesurrogate.config import dump_toml, load_toml, parse, spec, to_dict
+from pdesurrogate.config import dump_toml, parse, spec, to_dict
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,21 +188,3 @@ def simulate_acoustic(config: dict[str, Any], out: Path) -> dict[str, np.ndarray
           f"{elapsed:.1f} s -> {out}/result.npz, simulation.png, config.toml")
     return result
 
-
-def handler(args: argparse.Namespace) -> int:
-    config = load_toml(args.config)
-    if args.physics == "acoustic":
-        simulate_acoustic(config, Path(args.out))
-    else:
-        from pdesurrogate.cli.simulate_maxwell import simulate_maxwell
-
-        simulate_maxwell(config, Path(args.out))
-    return 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("simulate", help="run a reference solver from a TOML config")
-    p.add_argument("physics", choices=("acoustic", "maxwell"), help="which solver")
-    p.add_argument("config", help="TOML config file")
-    p.add_argument("--out", required=True, help="output directory")
-    p.set_defaults(handler=handler)

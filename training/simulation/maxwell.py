@@ -1,4 +1,4 @@
-"""``pdesurrogate simulate maxwell CONFIG.toml --out DIR``: one Maxwell FDTD run from a TOML config.
+"""One Maxwell FDTD run from a TOML config (``pdesurrogate simulate maxwell CONFIG.toml --out DIR``).
 
 The config has four sections: ``[grid]`` (shape, spacing), ``[medium]`` (a homogeneous
 background plus an optional cylinder or list of circles, or a permittivity array from a ``.npy``

@@ -18,6 +18,7 @@ import numpy as np
 
 from pdesurrogate import io
 from pdesurrogate.config import dump_toml, parse, spec, to_dict
+from solvers.acoustic.stepper import check_scheme
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +66,9 @@ class SimulationConfig:
     cfl: float = dataclasses.field(default=0.3, metadata=spec(min=0.01, max=1.0))
     fd_order: int = dataclasses.field(default=4, metadata=spec(choices=(2, 4, 6, 8)))
     fd_coefficients: str = dataclasses.field(default="taylor", metadata=spec(choices=("taylor", "dispersion")))
+
+    def __post_init__(self) -> None:
+        check_scheme(self.scheme, self.fd_order, self.fd_coefficients, "config.simulation.")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,9 +4,12 @@
 datasets: the first is the test set (the run's own dataset: its test split, which neither trained
 nor selected the checkpoint; any other: all samples); the others are extra test sets reported separately under ``splits``, keyed by
 their ``data.split`` (``rare_lesion``, ``ood_contrast``, ...). It writes ``evaluation.json``,
-``evaluation.md`` and PNG figures into ``out_dir`` and returns the JSON dict.
+``evaluation.md``, PNG figures and ``per_sample.npz`` into ``out_dir`` and returns the JSON dict.
 What is measured, and against which trivial baseline, is the surrogate kind's
-(:meth:`training.tasks.Task.evaluate`). The JSON dict:
+(:meth:`training.tasks.Task.evaluate`); ``per_sample.npz`` holds the first test set's per-evaluation
+``rel_l2`` and ``baseline_rel_l2`` behind the distributions, sample-major (each of its ``samples``
+contributes ``len(rel_l2) // len(samples)`` evaluations in a row: stepper one per macro step,
+trace operator one per shot). The JSON dict:
 
 - ``rel_l2``: per-sample relative L2 {n, mean, median, p95, p99, max} (stepper: one macro step from
   every frame of every trajectory, on the pressure; field operator: all phasors of a sample);
@@ -182,7 +185,8 @@ def summary(result: dict[str, Any]) -> str:
 def evaluate_run(run_dir: str | Path, data_dirs: list[str | Path] | str | Path, out_dir: str | Path | None = None, *,
                  checkpoint: str = "best", max_samples: int | None = None, batch: int = 8, speed: bool = True,
                  speed_batch: int = 4, speed_gradient: bool = True) -> dict[str, Any]:
-    """Evaluate a training run on test datasets; writes JSON, markdown and PNGs to ``out_dir``.
+    """Evaluate a training run on test datasets; writes JSON, markdown, PNGs and the per-sample
+    errors (``per_sample.npz``) to ``out_dir``.
 
     Args:
         run_dir: the training run directory.
@@ -194,7 +198,7 @@ def evaluate_run(run_dir: str | Path, data_dirs: list[str | Path] | str | Path, 
         speed: time the surrogate against the reference solver (``speed_batch`` samples at once).
         speed_gradient: include forward + gradient timings.
     """
-    from pdesurrogate.io import write_json, write_text
+    from pdesurrogate.io import save_npz, write_json, write_text
 
     data_dirs = [data_dirs] if isinstance(data_dirs, (str, Path)) else list(data_dirs)
     if not data_dirs:
@@ -223,6 +227,7 @@ def evaluate_run(run_dir: str | Path, data_dirs: list[str | Path] | str | Path, 
     if speed:
         result["speed"] = task.speed(model, ds, ds.read(idx[:min(speed_batch, len(idx))]), spec, speed_gradient)
     result["figures"] = _figures(out_dir, result, arrays)
+    save_npz(out_dir / "per_sample.npz", rel_l2=arrays["one"], baseline_rel_l2=arrays["base"], samples=idx)
     write_json(out_dir / "evaluation.json", result)
     write_text(out_dir / "evaluation.md", markdown(result))
     return result

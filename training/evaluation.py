@@ -46,6 +46,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from pdesurrogate.io import save_figure, save_npz, subplots, write_json, write_text
 from pdesurrogate.surrogate import load, read_spec
 from training.data import open_dataset
 from training.tasks import get_task
@@ -74,8 +75,6 @@ def _check_compatible(ds: Any, spec: dict[str, Any]) -> None:
 
 # ----- figures and report -------------------------------------------------------------------------
 def _figures(out_dir: Path, result: dict[str, Any], arrays: dict[str, Any]) -> list[str]:
-    from pdesurrogate.io import save_figure, subplots
-
     names = []
     fig, ax = subplots(figsize=(5.5, 3.8))
     bins = np.logspace(np.log10(max(min(arrays["one"].min(), arrays["base"].min()), 1e-6)),
@@ -133,7 +132,7 @@ def markdown(result: dict[str, Any]) -> str:
              "| metric | n | mean | median | p95 | p99 | max |", "|---|---|---|---|---|---|---|"]
     rows = [("rel L2 (one macro step / one pass)", result["rel_l2"]),
             ("rel L2, whole state (channels / std)", result.get("rel_l2_state")),
-            ("baseline rel L2 (persistence / incident field / water traces)", result["baseline_rel_l2"]),
+            (f"baseline rel L2 ({get_task(result['task']).baseline})", result["baseline_rel_l2"]),
             ("increment outside the FNO's modes (spectral tail)", result.get("spectral_tail")),
             ("ROI rel L2 (lesions + 3 cells)", result["roi"]),
             ("time-reversal inconsistency", result.get("time_reversal")),
@@ -198,8 +197,6 @@ def evaluate_run(run_dir: str | Path, data_dirs: list[str | Path] | str | Path, 
         speed: time the surrogate against the reference solver (``speed_batch`` samples at once).
         speed_gradient: include forward + gradient timings.
     """
-    from pdesurrogate.io import save_npz, write_json, write_text
-
     data_dirs = [data_dirs] if isinstance(data_dirs, (str, Path)) else list(data_dirs)
     if not data_dirs:
         raise ValueError("data_dirs must name at least one dataset")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from pdesurrogate.config import parse, to_dict
@@ -149,8 +150,6 @@ def train_run(toml: dict[str, Any], data_dir: str | Path, out: str | Path, *, re
         steps: overrides ``train.steps``.
         progress: show a progress bar.
     """
-    import jax.numpy as jnp
-
     if isinstance(toml.get("train"), dict) and toml["train"].get("distributed") is True:
         initialize_distributed()  # must precede every other JAX call, build_run's too
     run = build_run(toml, data_dir, steps=steps)

@@ -14,11 +14,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import jax.numpy as jnp
 import numpy as np
 
 from pdesurrogate import io
 from pdesurrogate.config import dump_toml, parse, spec, to_dict
+from solvers import Grid, acoustic, signals
 from solvers.acoustic.stepper import check_scheme
+from training.data.config import AcousticConfig, DataConfig, PhantomConfig
+from training.data.phantoms import phantom
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,9 +99,6 @@ def _medium_arrays(cfg: AcousticSimulation, shape: tuple[int, ...]) -> tuple[np.
             raise ValueError("config.medium.path: required when phantom = 'file' (an .npz with sound_speed, density)")
         with np.load(m.path) as f:
             return np.asarray(f["sound_speed"], np.float32), np.asarray(f["density"], np.float32)
-    from training.data.config import AcousticConfig, DataConfig, PhantomConfig
-    from training.data.phantoms import phantom
-
     data = DataConfig(scenario="usct", shape=shape, spacing=cfg.grid.spacing, seed=m.seed,
                       phantom=PhantomConfig(kind=m.phantom),
                       acoustic=AcousticConfig(pml_size=cfg.simulation.pml_size))
@@ -107,10 +108,6 @@ def _medium_arrays(cfg: AcousticSimulation, shape: tuple[int, ...]) -> tuple[np.
 
 def run_acoustic(cfg: AcousticSimulation) -> dict[str, np.ndarray]:
     """Run the configured acoustic simulation; returns the arrays written to ``result.npz``."""
-    import jax.numpy as jnp
-
-    from solvers import Grid, acoustic, signals
-
     grid = Grid(cfg.grid.shape, cfg.grid.spacing)
     if grid.ndim != 2:
         raise ValueError(f"config.grid.shape: the ring-array simulation is 2D, got {cfg.grid.shape}")

@@ -68,6 +68,7 @@ class Task(abc.ABC):
         loss_terms: the optional loss terms of :data:`LOSS_TERMS` it trains with.
         vector_fields: dataset fields with one channel per spatial axis.
         target_scale_only: the target is normalised by its std alone (zero-mean waves, phasors).
+        stepper_settings: it uses the ``[train]`` settings of :data:`STEPPER_SETTINGS`.
         baseline: the trivial baseline evaluation compares with, in words.
     """
 
@@ -77,6 +78,7 @@ class Task(abc.ABC):
     loss_terms: ClassVar[frozenset[str]]
     vector_fields: ClassVar[frozenset[str]] = frozenset()
     target_scale_only: ClassVar[bool] = False
+    stepper_settings: ClassVar[bool] = False
     baseline: ClassVar[str]
 
     # ----- data ----------------------------------------------------------------------------------
@@ -129,7 +131,7 @@ class Task(abc.ABC):
                 users = [t.name for t in _registered() if term in t.loss_terms]
                 raise ValueError(f"train.loss.{term}: task {self.name!r} has no such loss term (only "
                                  f"{users}); set it to 0")
-        if "time_reversal" in self.loss_terms:
+        if self.stepper_settings:
             return
         defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
         for name in STEPPER_SETTINGS:  # stepper-only settings must not be set and silently ignored

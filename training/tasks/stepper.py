@@ -96,6 +96,7 @@ class StepperTask(Task):
     target: ClassVar[str] = "state"
     loss_terms: ClassVar[frozenset[str]] = frozenset({"time_reversal", "residual"})
     vector_fields: ClassVar[frozenset[str]] = frozenset(vector for _, vector, _ in STATES)
+    stepper_settings: ClassVar[bool] = True
     baseline: ClassVar[str] = "persistence u(t + dt) = u(t)"
 
     def layout(self, fields: set[str] | dict) -> dict[str, list[str]]:

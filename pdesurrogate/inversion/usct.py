@@ -145,11 +145,15 @@ class Acquisition(eqx.Module):
 @dataclass(frozen=True)
 class SolverSettings:
     """The solver's discretisation (see :func:`solvers.acoustic.simulate`); ``pml_size=None`` picks
-    the thickest absorbing layer (<= 20 cells) that leaves a cell between it and every element."""
+    the thickest absorbing layer (<= 20 cells) that leaves a cell between it and every element.
+    ``c_ref`` (m/s) fixes the reference speed of the absorbing layer (and of ``pstd``'s k-space
+    correction); ``None`` takes the medium's maximum, which is not differentiable where it is attained,
+    so inversions fix it (at the upper bound)."""
 
     scheme: str = "fd"
     fd_order: int = 4
     pml_size: int | None = None
+    c_ref: float | None = None
 
     def resolve(self, acq: Acquisition) -> SolverSettings:
         """Settings with the absorbing layer fixed; ``ValueError`` when it cannot fit."""
@@ -160,7 +164,7 @@ class SolverSettings:
         if isinstance(pml, bool) or not isinstance(pml, int) or not 0 <= pml <= max(room, 0):
             raise ValueError(f"pml_size must be an integer in [0, {max(room, 0)}] (the elements lie "
                              f"{edge:.1f} cells from the grid edge), got {pml!r}")
-        return SolverSettings(self.scheme, self.fd_order, pml)
+        return SolverSettings(self.scheme, self.fd_order, pml, self.c_ref)
 
 
 def _duration(acq: Acquisition) -> float:
@@ -189,7 +193,8 @@ def _shots(acq: Acquisition, settings: SolverSettings, c: jax.Array, rho: jax.Ar
         res = acoustic.simulate(acq.grid, medium, duration=_duration(acq), sources=source,
                                 sensors=pts if sensors is None else sensors, scheme=settings.scheme,
                                 fd_order=settings.fd_order, pml_size=settings.pml_size, dt=acq.dt,
-                                checkpoint="segmented", sensor_kernel="sinc" if sensors is None else "linear")
+                                checkpoint="segmented", sensor_kernel="sinc" if sensors is None else "linear",
+                                c_ref=settings.c_ref)
         return res.traces
 
     return jax.vmap(shot)(onehot, signals)
@@ -255,7 +260,7 @@ def receiver_mask(acq: Acquisition, min_offset: float) -> np.ndarray:
 
 
 def estimate_wavelet(modelled: np.ndarray, recorded: np.ndarray, mask: np.ndarray, *, per_emitter: bool = False,
-                     damping: float = 1e-3) -> np.ndarray:
+                     damping: float = 1e-6) -> np.ndarray:
     """Least-squares source filter ``W(f)`` with ``W * modelled ~ recorded`` (water shots).
 
     ``W(f) = sum conj(M) R / (sum |M|^2 + damping * max_f sum |M|^2)``, the sums over the kept
@@ -394,8 +399,25 @@ def surrogate_forward(acq: Acquisition, operator: Any, rho: np.ndarray) -> Forwa
 
 
 def solver_forward(acq: Acquisition, settings: SolverSettings, rho: np.ndarray) -> ForwardModel:
-    """The reference solver as a :class:`ForwardModel`."""
-    return ForwardModel(lambda c, shots: _shots(acq, settings, c, jnp.asarray(rho, c.dtype), shots), "solver")
+    """The reference solver as a :class:`ForwardModel`. Equal acquisitions, settings and densities
+    give the same object, so repeated inversions reuse the loop's compiled programs."""
+    rho = np.asarray(rho, np.float32)
+    key = (acq.grid.shape, acq.grid.spacing, acq.elements.tobytes(), acq.signals.tobytes(), acq.dt, acq.nt,
+           acq.emitters, settings, rho.shape, rho.tobytes())
+    return _memo(("solver", *key), lambda: ForwardModel(
+        lambda c, shots: _shots(acq, settings, c, jnp.asarray(rho, c.dtype), shots), "solver"))
+
+
+_MEMO: dict[tuple, Any] = {}
+
+
+def _memo(key: tuple, build: Any) -> Any:
+    """``build()`` cached under ``key`` (the 16 latest), so equal inputs reuse compiled programs."""
+    if key not in _MEMO:
+        if len(_MEMO) >= 16:
+            _MEMO.pop(next(iter(_MEMO)))
+        _MEMO[key] = build()
+    return _MEMO[key]
 
 
 # ----- inversion ------------------------------------------------------------------------------------
@@ -523,7 +545,7 @@ def invert(acq: Acquisition, observed: np.ndarray, forward: str = "solver", surr
     if not mask.any(axis=1).all():
         raise ValueError(f"min_offset={min_offset:g} m leaves a shot without receivers; it must be below "
                          f"{np.linalg.norm(acq.elements - acq.centre, axis=1).max() * 2:g} m")
-    settings = SolverSettings(scheme, fd_order, pml_size).resolve(acq)
+    settings = SolverSettings(scheme, fd_order, pml_size, box.upper).resolve(acq)
     _check_stable(acq, settings, box.upper)
     regularizer = TotalVariation(tv, _positive("tv_epsilon", tv_epsilon)) if tv else None
 
@@ -569,7 +591,9 @@ def invert(acq: Acquisition, observed: np.ndarray, forward: str = "solver", surr
     setup_compile = 0.0
     if precondition == "illumination":
         t0 = time.perf_counter()
-        diagonal = illumination_program(acq, settings).lower(jnp.asarray(c0), jnp.asarray(rho)).compile()
+        diagonal = _memo(("illumination", acq.grid.shape, acq.grid.spacing, acq.elements.tobytes(),
+                          acq.signals.tobytes(), acq.dt, acq.nt, acq.emitters, settings, c0.dtype.str),
+                         lambda: illumination_program(acq, settings).lower(jnp.asarray(c0), jnp.asarray(rho)).compile())
         setup_compile = time.perf_counter() - t0
 
     def hook(c: np.ndarray, _stage: Stage) -> tuple[np.ndarray, int]:

@@ -188,3 +188,24 @@ def test_bad_input_is_rejected_before_compilation(case):
         usct.invert(acq, observed, bounds=(1400.0, 8000.0))
     with pytest.raises(ValueError, match="sound_speed"):
         usct.simulate(acq, np.full((8, 8), 1500.0))
+
+
+def test_cli_invert_writes_the_reconstruction_history_figures_and_report(case, tmp_path):
+    from pdesurrogate.cli import main
+
+    acq, truth, observed = case
+    obs = tmp_path / "obs.npz"
+    np.savez(obs, traces=observed, shape=np.array(acq.grid.shape), spacing=acq.grid.spacing, elements=acq.elements,
+             signal=acq.signals[0], dt=acq.dt, emitters=np.array(acq.emitters), truth=truth)
+    cfg = tmp_path / "invert.toml"
+    cfg.write_text('[invert]\nbands = [0.5e6, 0.8e6]\niterations = 2\nprogress = false\n')
+    out = tmp_path / "out"
+    assert main(["invert", "usct", str(cfg), "--observed", str(obs), "--out", str(out)]) == 0
+    for name in ("reconstruction.npz", "history.csv", "reconstruction.png", "curves.png", "traces.png", "report.md"):
+        assert (out / name).stat().st_size > 0, name
+    with np.load(out / "reconstruction.npz") as z:
+        assert z["sound_speed"].shape == acq.grid.shape
+    assert len((out / "history.csv").read_text().splitlines()) == 1 + 4
+    assert "rel_error" in (out / "report.md").read_text()
+    cfg.write_text("iteration = 3\n")
+    assert main(["invert", "usct", str(cfg), "--observed", str(obs), "--out", str(out)]) == 2  # unknown key

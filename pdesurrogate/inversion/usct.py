@@ -605,3 +605,112 @@ def invert(acq: Acquisition, observed: np.ndarray, forward: str = "solver", surr
               checkpoint_dir=checkpoint_dir, progress=progress, desc=f"usct {forward}")
     return USCTResult(res.params, res.history, res.initial_error, wavelet, effective_signals(acq, wavelet), bands,
                       setup_compile)
+
+
+# ----- outputs: figures, report, the CLI entry -------------------------------------------------------
+
+def plot_traces(acq: Acquisition, observed: np.ndarray, modelled: np.ndarray, path: str | Path, shot: int = 0) -> None:
+    """Observed against modelled traces of one shot at three receivers (opposite and +-90 degrees)."""
+    from pdesurrogate.io import save_figure, subplots
+
+    e = acq.emitters[shot]
+    receivers = [(e + k * acq.n_elements // 4) % acq.n_elements for k in (1, 2, 3)]
+    t = np.arange(acq.nt) * acq.dt * 1e6
+    fig, axes = subplots(1, 3, figsize=(13, 3.4), squeeze=False)
+    for ax, r in zip(axes[0], receivers):
+        ax.plot(t, observed[shot, :, r], "k", lw=1.2, label="observed")
+        ax.plot(t, modelled[shot, :, r], "r--", lw=1.0, label="modelled")
+        ax.set(xlabel="time (us)", ylabel="pressure (Pa)", title=f"shot {shot} (element {e}), receiver {r}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
+def save_outputs(acq: Acquisition, result: USCTResult, observed: np.ndarray, out_dir: str | Path, *,
+                 truth: np.ndarray | None = None, density: float | np.ndarray = 1000.0,
+                 settings: SolverSettings | None = None) -> dict[str, Any]:
+    """Write ``reconstruction.npz``, ``history.csv``, ``reconstruction.png``, ``curves.png``,
+    ``traces.png`` (observed against the solver's traces of the final model, wavelet applied) and
+    ``report.md`` into ``out_dir``; returns the summary written into the report."""
+    from pdesurrogate.inversion.report import plot_curves, plot_images, write_history_csv
+    from pdesurrogate.io import atomic_path, write_text
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = settings or SolverSettings()
+    with atomic_path(out / "reconstruction.npz") as tmp, open(tmp, "wb") as f:
+        np.savez(f, sound_speed=result.sound_speed, signals=result.signals, bands_hz=np.asarray(result.bands),
+                 spacing=acq.grid.spacing)
+    write_history_csv(result.history, out / "history.csv")
+    extent = [0, acq.grid.shape[1] * acq.grid.spacing * 1e3, 0, acq.grid.shape[0] * acq.grid.spacing * 1e3]
+    panels = {"reconstruction (m/s)": result.sound_speed}
+    if truth is not None:
+        panels |= {"truth (m/s)": truth, "error (m/s)": result.sound_speed - truth}
+    plot_images(panels, out / "reconstruction.png", extent=extent, shared=[k for k in panels if "error" not in k],
+                units="m/s")
+    plot_curves({result.history[-1]["forward"] if result.history else "inversion": result.history}, out / "curves.png")
+    modelled = simulate(acq, acoustic.Medium(sound_speed=result.sound_speed, density=density), scheme=settings.scheme,
+                        fd_order=settings.fd_order, pml_size=settings.pml_size)
+    modelled = np.asarray(apply_filter(jnp.asarray(modelled), jnp.asarray(result.wavelet, jnp.complex64), acq.nt))
+    plot_traces(acq, observed, modelled, out / "traces.png")
+    last = result.history[-1] if result.history else {}
+    summary = {"iterations": len(result.history), "final_misfit": last.get("misfit"),
+               "rel_error": last.get("rel_error"), "initial_rel_error": result.initial_error,
+               "seconds": last.get("seconds"), "compile_seconds": last.get("compile_seconds"),
+               "solver_calls": last.get("solver_calls"), "surrogate_calls": last.get("surrogate_calls"),
+               "bands_hz": list(result.bands),
+               "trace_rel_residual": float(np.linalg.norm(modelled - observed) / np.linalg.norm(observed))}
+    lines = ["# USCT full-waveform inversion", "", "| quantity | value |", "|---|---|"]
+    lines += [f"| {k} | {v if not isinstance(v, float) else f'{v:.4g}'} |" for k, v in summary.items()]
+    lines += ["", "![reconstruction](reconstruction.png)", "", "![curves](curves.png)", "", "![traces](traces.png)",
+              "", "Per-iteration history: [history.csv](history.csv); reconstruction: `reconstruction.npz`.", ""]
+    write_text(out / "report.md", "\n".join(lines))
+    return summary
+
+
+CONFIG_KEYS = ("forward", "surrogate", "initial", "density", "bounds", "bands", "iterations", "optimizer",
+               "learning_rate", "shots_per_iteration", "tv", "tv_epsilon", "precondition", "per_emitter_wavelet",
+               "min_offset", "hybrid", "refresh_every", "solver_iterations", "scale", "scheme", "fd_order",
+               "pml_size", "seed", "checkpoint", "progress")
+OBSERVED_KEYS = ("traces", "shape", "spacing", "elements", "signal", "dt")
+
+
+def read_observed(path: str | Path) -> tuple[Acquisition, np.ndarray, dict[str, np.ndarray]]:
+    """``(acquisition, traces, extras)`` from an ``.npz`` holding ``traces`` ``(n_shots, nt, n_el)``,
+    the acquisition (``shape``, ``spacing`` m, ``elements`` m, ``signal``, ``dt`` s, optional
+    ``emitters``) and optionally ``water``, ``truth`` and ``density``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"observed file not found: {path}")
+    with np.load(path) as z:
+        data = {k: z[k] for k in z.files}
+    missing = [k for k in OBSERVED_KEYS if k not in data]
+    if missing:
+        raise ValueError(f"{path} lacks {missing}; it must hold {list(OBSERVED_KEYS)} (+ optional emitters, water, "
+                         f"truth, density)")
+    traces = data["traces"]
+    grid = Grid(tuple(int(n) for n in data["shape"]), float(data["spacing"]))
+    acq = Acquisition(grid, data["elements"], data["signal"], float(data["dt"]), int(np.shape(traces)[1]),
+                      emitters=data.get("emitters"))
+    return acq, traces, {k: data[k] for k in ("water", "truth", "density") if k in data}
+
+
+def run_config(config: dict[str, Any], observed_path: str | Path, out_dir: str | Path) -> dict[str, Any]:
+    """``pdesurrogate invert usct``: invert with the options of ``config`` (keys :data:`CONFIG_KEYS`,
+    at top level or in an ``[invert]`` table; ``checkpoint = true`` resumes from ``out_dir/checkpoint``)
+    and write :func:`save_outputs`."""
+    options = dict(config.get("invert", config))
+    unknown = sorted(set(options) - set(CONFIG_KEYS))
+    if unknown:
+        raise ValueError(f"unknown config keys {unknown}; allowed: {list(CONFIG_KEYS)}")
+    acq, traces, extras = read_observed(observed_path)
+    for key in ("bounds", "bands", "iterations"):
+        if isinstance(options.get(key), list):
+            options[key] = tuple(options[key])
+    density = options.pop("density", extras.get("density", 1000.0))
+    checkpoint = Path(out_dir) / "checkpoint" if options.pop("checkpoint", False) else None
+    result = invert(acq, traces, water=extras.get("water"), truth=extras.get("truth"), density=density,
+                    checkpoint_dir=checkpoint, **options)
+    settings = SolverSettings(options.get("scheme", "fd"), options.get("fd_order", 4), options.get("pml_size"))
+    return save_outputs(acq, result, traces, out_dir, truth=extras.get("truth"), density=density,
+                        settings=settings.resolve(acq))

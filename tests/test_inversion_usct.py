@@ -209,3 +209,68 @@ def test_cli_invert_writes_the_reconstruction_history_figures_and_report(case, t
     assert "rel_error" in (out / "report.md").read_text()
     cfg.write_text("iteration = 3\n")
     assert main(["invert", "usct", str(cfg), "--observed", str(obs), "--out", str(out)]) == 2  # unknown key
+
+
+# ----- the surrogate and the hybrids (the tiny trace operator of test_trace_operator) -------------------
+
+from test_trace_operator import usct_run  # noqa: E402,F401  (module-scoped fixture: one tiny trained operator)
+
+
+@pytest.fixture(scope="module")
+def trained(usct_run):  # noqa: F811
+    from pdesurrogate import TraceOperator
+    from training.data import open_dataset, scenarios
+
+    root, _ = usct_run
+    ds = open_dataset(root / "data")
+    cfg, const = ds.config, ds.manifest["constants"]
+    dt, nt = float(const["dt"]), int(const["nt"])
+    acq = usct.Acquisition(Grid(cfg.shape, cfg.spacing), scenarios.ring_elements(cfg),
+                           np.asarray(scenarios.source_signal(cfg, np.arange(nt) * dt)), dt, nt,
+                           emitters=np.asarray(const["emitters"]))
+    sample = ds[len(ds) - 1]
+    truth, rho = np.asarray(sample["sound_speed"]), np.asarray(sample["density"])
+    observed = usct.simulate(acq, acoustic.Medium(sound_speed=truth, density=rho))
+    return acq, TraceOperator.load(root / "run"), truth, rho, observed
+
+
+def test_surrogate_mismatch_names_what_differs(trained):
+    acq, op, truth, rho, observed = trained
+    kw = {"forward": "surrogate", "surrogate": op, "density": rho, "progress": False}
+    el, sig = acq.elements, acq.signals[0]
+
+    def variant(**changes):
+        args = {"grid": acq.grid, "elements": el, "signal": sig, "dt": acq.dt, "nt": acq.nt,
+                "emitters": np.array(acq.emitters)} | changes
+        a = usct.Acquisition(**args)
+        return a, observed if a.nt == acq.nt and a.n_shots == acq.n_shots else np.ones((a.n_shots, a.nt, a.n_elements))
+
+    cases = {"grid differs": variant(grid=Grid(acq.grid.shape, 1.01 * acq.grid.spacing)),
+             "elements differ": variant(elements=el[::-1].copy()),
+             "emitters differ": variant(emitters=np.array(acq.emitters) + 1),
+             "time axis differs": variant(nt=acq.nt - 1, signal=sig[:-1]),
+             "signal differs": variant(signal=np.asarray(signals.tone_burst(np.arange(acq.nt) * acq.dt, 8e5, 3.0)))}
+    for message, (a, obs) in cases.items():
+        with pytest.raises(ValueError, match=message):
+            usct.invert(a, obs, **kw)
+
+
+def test_surrogate_and_both_hybrids_invert(trained):
+    acq, op, truth, rho, observed = trained
+    f0 = acq.peak_frequency()
+    kw = {"surrogate": op, "density": rho, "truth": truth, "progress": False, "bands": (0.6 * f0, f0),
+          "iterations": 3}
+    sur = usct.invert(acq, observed, forward="surrogate", precondition="none", **kw)
+    assert sur.history[-1]["solver_calls"] == 0 and sur.history[-1]["surrogate_calls"] >= 6 * acq.n_shots
+    assert np.isfinite(sur.history[-1]["rel_error"]) and not np.array_equal(sur.sound_speed, np.full_like(truth, 1500))
+    corrected = usct.invert(acq, observed, forward="hybrid", hybrid="corrected", refresh_every=2, **kw)
+    h = corrected.history
+    assert [("centre_misfit" in r) for r in h] == [True, False, True, True, False, True]
+    # first-order consistency: at an accepted centre the corrected misfit is the solver's
+    for r in h:
+        if r.get("accepted"):
+            assert r["misfit"] == pytest.approx(r["centre_misfit"], rel=1e-3)
+    assert h[-1]["rel_error"] < corrected.initial_error
+    first = usct.invert(acq, observed, forward="hybrid", hybrid="surrogate_first", solver_iterations=2, **kw)
+    assert [r["forward"] for r in first.history] == ["surrogate"] * 6 + ["solver"] * 2
+    assert first.history[-1]["rel_error"] < first.initial_error

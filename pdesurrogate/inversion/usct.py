@@ -485,7 +485,8 @@ def invert(acq: Acquisition, observed: np.ndarray, forward: str = "solver", surr
            iterations: int | tuple[int, ...] = 10, optimizer: str = "lbfgs", learning_rate: float = 0.05,
            shots_per_iteration: int | None = None, tv: float = 0.0, tv_epsilon: float = 1.0,
            precondition: str = "illumination", per_emitter_wavelet: bool = False, min_offset: float | None = None,
-           hybrid: str = "corrected", refresh_every: int = 5, solver_iterations: int = 5, scale: float = 20.0,
+           hybrid: str = "corrected", refresh_every: int = 5, solver_iterations: int = 5,
+           trust_radius: float | None = 20.0, scale: float = 20.0,
            scheme: str = "fd", fd_order: int = 4, pml_size: int | None = None, seed: int = 0,
            checkpoint_dir: str | Path | None = None, progress: bool = True) -> USCTResult:
     """Full-waveform inversion of sound speed (see the module docstring for the recipe).
@@ -511,6 +512,7 @@ def invert(acq: Acquisition, observed: np.ndarray, forward: str = "solver", surr
         hybrid, refresh_every, solver_iterations: the hybrid strategy (``"corrected"`` or
             ``"surrogate_first"``), its refresh interval, and the solver iterations that finish
             ``"surrogate_first"``.
+        trust_radius: initial trust radius (m/s per pixel) of ``"corrected"`` (``None``: none).
         scale: typical sound-speed update in m/s (the optimiser's unit step).
         scheme, fd_order, pml_size: the solver's discretisation (:class:`SolverSettings`).
         seed: seed of the shot subsets; checkpoint_dir: resumable state; progress: progress bar.
@@ -582,7 +584,7 @@ def invert(acq: Acquisition, observed: np.ndarray, forward: str = "solver", surr
         if forward == "surrogate":
             stages = [stage(n, k, sur, b) for n, k, b in zip(names, iters, bands)]
         elif hybrid == "corrected":
-            fwd = Corrected(sur, solver, refresh_every=refresh_every)
+            fwd = Corrected(sur, solver, refresh_every=refresh_every, radius=trust_radius)
             stages = [stage(n, k, fwd, b) for n, k, b in zip(names, iters, bands)]
         else:
             stages = [stage(n, k, sur, b) for n, k, b in zip(names, iters, bands)] + \
@@ -670,7 +672,7 @@ def save_outputs(acq: Acquisition, result: USCTResult, observed: np.ndarray, out
 
 CONFIG_KEYS = ("forward", "surrogate", "initial", "density", "bounds", "bands", "iterations", "optimizer",
                "learning_rate", "shots_per_iteration", "tv", "tv_epsilon", "precondition", "per_emitter_wavelet",
-               "min_offset", "hybrid", "refresh_every", "solver_iterations", "scale", "scheme", "fd_order",
+               "min_offset", "hybrid", "refresh_every", "solver_iterations", "trust_radius", "scale", "scheme", "fd_order",
                "pml_size", "seed", "checkpoint", "progress")
 OBSERVED_KEYS = ("traces", "shape", "spacing", "elements", "signal", "dt")
 

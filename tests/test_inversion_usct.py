@@ -122,7 +122,8 @@ sys.path.insert(0, {tests!r})
 from test_inversion_usct import make_case, RECIPE
 from pdesurrogate.inversion import usct
 acq, truth = make_case()
-usct.invert(acq, np.load({obs!r}), truth=truth, checkpoint_dir={ck!r}, **(RECIPE | {{"optimizer": "adam", "shots_per_iteration": 3}}))
+recipe = RECIPE | {{"optimizer": "adam", "shots_per_iteration": 3}}
+usct.invert(acq, np.load({obs!r}), truth=truth, checkpoint_dir={ck!r}, **recipe)
 """
 
 

@@ -262,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
               "host": platform.node(), "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
               "scale": scale, "nt": acq.nt, "dt": acq.dt, "snr_db": SNR_DB, "recipe": {k: v for k, v in recipe.items()
                                                                                         if k != "progress"},
-              "target": args.target, "rows": rows, "cases": cases, "jwave_speed": speed, "wall_seconds": time.perf_counter() - t_start}
+              "target": args.target, "rows": rows, "cases": cases, "jwave_speed": speed,
+              "wall_seconds": time.perf_counter() - t_start}
     RESULTS.mkdir(exist_ok=True)
     write_text(RESULTS / f"inversion_usct{tag}.json", json.dumps(result, indent=2, default=float))
 
@@ -314,7 +315,8 @@ def write_markdown(result: dict, tag: str) -> None:
                      f"{sp['jwave_seconds']:.1f} s; our solver FWI reaches it in "
                      + ("(never)" if sp["solver_seconds"] is None else f"{sp['solver_seconds']:.1f} s: "
                         f"{sp['speedup']:.1f}x faster") + " (compilation excluded, same run).")
-    lines += ["", f"![examples](inversion_usct{tag}_examples.png)", "", f"![curves](inversion_usct{tag}_curves.png)", ""]
+    lines += ["", f"![examples](inversion_usct{tag}_examples.png)", "",
+              f"![curves](inversion_usct{tag}_curves.png)", ""]
     write_text(RESULTS / f"inversion_usct{tag}.md", "\n".join(lines))
     print("\n".join(lines))
 

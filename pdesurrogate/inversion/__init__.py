@@ -1,0 +1,46 @@
+"""Gradient-based reconstruction: one loop, two modalities.
+
+The modality-independent machinery lives here once:
+
+- :mod:`~pdesurrogate.inversion.loop`: :func:`run` over :class:`Stage` s (frequency bands,
+  forward-model switches), optax L-BFGS (zoom line search) and Adam, random item subsets, a
+  preconditioning hook, per-iteration history, atomic checkpoint/resume, a progress bar;
+- :mod:`~pdesurrogate.inversion.forward`: :class:`ForwardModel` (``predict(m, items) -> data``,
+  tagged solver or surrogate) and :class:`Corrected`, the surrogate corrected to first order by the
+  solver at a centre (hybrid data-domain correction);
+- :mod:`~pdesurrogate.inversion.regularization`: :class:`Bounds` (box projection, positivity) and
+  :class:`TotalVariation` (smoothed isotropic TV);
+- :mod:`~pdesurrogate.inversion.report`: ``history.csv`` and figures.
+
+A modality module (``usct``; ``optics``) adds its ``Acquisition``, ``simulate``, forward models,
+misfits and ``invert``, and a ``run_config(config, observed_path, out_dir)`` for
+``pdesurrogate invert MODALITY`` (see :data:`MODALITIES`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# modality -> "module:function", the function (config: dict, observed_path, out_dir) -> dict summary
+MODALITIES = {"usct": "pdesurrogate.inversion.usct:run_config"}
+
+_LAZY = {"Bounds": "regularization", "TotalVariation": "regularization", "Corrected": "forward",
+         "ForwardModel": "forward", "Centre": "loop", "InversionResult": "loop", "Stage": "loop", "run": "loop"}
+
+__all__ = ["MODALITIES", *sorted(_LAZY)]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use, so that `pdesurrogate invert --help` starts without JAX.
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"pdesurrogate.inversion.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'pdesurrogate.inversion' has no attribute {name!r}")
+
+
+def run_modality(modality: str, config: dict[str, Any], observed_path: str, out_dir: str) -> dict[str, Any]:
+    """Run ``MODALITIES[modality]`` on a parsed config; ``ValueError`` for an unknown modality."""
+    if modality not in MODALITIES:
+        raise ValueError(f"modality must be one of {sorted(MODALITIES)}, got {modality!r}")
+    module, function = MODALITIES[modality].split(":")
+    return getattr(importlib.import_module(module), function)(config, observed_path, out_dir)

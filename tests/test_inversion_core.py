@@ -114,6 +114,20 @@ def test_corrected_surrogate_reaches_the_solver_minimum_and_surrogate_first_hand
     assert first.history[19]["solver_calls"] == 0 and first.history[-1]["rel_error"] < 1e-2
 
 
+def test_trust_region_rejects_bad_centres_where_the_uncontrolled_correction_diverges():
+    x0 = np.zeros(SHAPE, np.float32)
+    flat = _forward(0.3 * A, "surrogate")  # 11x too little curvature: its corrected steps overshoot
+    kw = {"n_items": N_ITEMS, "progress": False, "error": error}
+    free = run([Stage("c", 16, Corrected(flat, SOLVER, refresh_every=4), misfit)], x0, **kw).history
+    assert free[-1]["rel_error"] > 10
+    guarded = run([Stage("c", 40, Corrected(flat, SOLVER, refresh_every=4, radius=0.2), misfit)], x0, **kw).history
+    steps = [(r["accepted"], r["radius"]) for r in guarded if "accepted" in r]
+    assert steps[0] == (True, pytest.approx(0.2)) and (False, pytest.approx(0.2)) in steps
+    accepted = [r["centre_misfit"] for r in guarded if r.get("accepted")]
+    assert accepted == sorted(accepted, reverse=True)  # the solver's misfit decreases from centre to centre
+    assert guarded[-1]["rel_error"] < 0.5
+
+
 class Killed(Exception):
     pass
 
@@ -125,7 +139,8 @@ def test_resume_after_a_kill_is_bit_identical(tmp_path, strategy):
         stages = [Stage("a", 5, SOLVER, misfit, items_per_iteration=4), Stage("b", 6, SOLVER, misfit)]
     else:
         stages = [Stage("a", 4, SURROGATE, misfit, optimizer="adam", items_per_iteration=3),
-                  Stage("c", 7, Corrected(SURROGATE, SOLVER, refresh_every=3), misfit, items_per_iteration=5)]
+                  Stage("c", 7, Corrected(SURROGATE, SOLVER, refresh_every=3, radius=0.3), misfit,
+                        items_per_iteration=5)]
     full = run(stages, x0, n_items=N_ITEMS, progress=False, error=error)
     for kill_at in (3,) if strategy == "lbfgs" else (7,):  # inside the first stage; inside the second
         calls = {"n": 0}

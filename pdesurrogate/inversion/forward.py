@@ -18,8 +18,12 @@ Hybrid strategies:
 
   so that each item's misfit ``J_i`` *and* its gradient equal the solver's at ``m_c``
   (first-order consistency). This is trust-region model management (Alexandrov et al. 1998):
-  a first-order consistent model refreshed at each new centre drives the iterates to a
-  stationary point of the true misfit. The loop refreshes the centre every ``refresh_every``
+  a first-order consistent model, minimised within a trust region ``|m - m_c| <= radius`` (per
+  parameter) and re-centred only where the solver confirms a decrease, drives the iterates to a
+  stationary point of the true misfit. At each refresh the candidate centre is accepted when the
+  solver's misfit (mean over all items) does not exceed the current centre's, and the radius
+  doubles; otherwise the iterate returns to the current centre and the radius shrinks fourfold
+  (``radius=None``: no trust region, every candidate accepted). The loop refreshes every ``refresh_every``
   iterations (and at the start of the stage) and restarts the optimiser there (each centre poses a
   new subproblem); a refresh costs one solver forward and gradient and
   one surrogate forward and gradient per item.
@@ -62,11 +66,13 @@ class ForwardModel:
 @dataclass(frozen=True)
 class Corrected:
     """The surrogate corrected to first order by the solver at a centre refreshed every
-    ``refresh_every`` iterations (see the module docstring)."""
+    ``refresh_every`` iterations, within a trust region of initial ``radius`` (parameter units;
+    ``None``: none); see the module docstring."""
 
     surrogate: ForwardModel
     solver: ForwardModel
     refresh_every: int
+    radius: float | None = None
     name: str = "corrected"
 
     def __post_init__(self) -> None:
@@ -75,3 +81,5 @@ class Corrected:
                              f"{self.surrogate.kind!r} and {self.solver.kind!r}")
         if isinstance(self.refresh_every, bool) or not isinstance(self.refresh_every, int) or self.refresh_every < 1:
             raise ValueError(f"refresh_every must be an integer >= 1 (iterations), got {self.refresh_every!r}")
+        if self.radius is not None and not (isinstance(self.radius, int | float) and 0 < self.radius < float("inf")):
+            raise ValueError(f"radius must be None or a finite number > 0 (parameter units), got {self.radius!r}")

@@ -33,8 +33,9 @@ corrected surrogate the corrected misfit), ``objective`` (misfit + regulariser),
 (cumulative wall time of steps, corrections and preconditioners, compilation excluded),
 ``compile_seconds`` (cumulative), ``solver_calls`` / ``surrogate_calls`` (cumulative item forward
 runs; a gradient counts as one call), ``evaluations`` (objective evaluations this iteration),
-``rel_error`` (after the step) when an ``error`` function is given, and ``centre_misfit`` (the
-solver's misfit at a refreshed centre) on iterations that refreshed a :class:`Corrected` model.
+``rel_error`` (after the step) when an ``error`` function is given, and on iterations that refreshed
+a :class:`Corrected` model ``centre_misfit`` (the solver's misfit, mean over all items, at the
+candidate centre), ``accepted`` and ``radius`` (the trust radius after the update).
 
 **Checkpoint/resume.** With ``checkpoint_dir``, the whole state (current and stage-reference
 parameters, optimiser variables and state, preconditioner, iteration counters, history, RNG key,
@@ -140,11 +141,15 @@ class Centre(NamedTuple):
         m: the centre, parameter shape.
         data: ``(n_items, ...)`` per item ``F_i(m) - S_i(m)``.
         grad: ``(n_items, *m.shape)`` per item ``grad phi_i(F_i)(m) - grad phi_i(S_i + data_i)(m)``.
+        misfit: the solver's mean misfit over all items at ``m`` (a scalar).
+        radius: the trust radius (a scalar, parameter units; ``inf`` without a trust region).
     """
 
     m: jax.Array
     data: jax.Array
     grad: jax.Array
+    misfit: jax.Array
+    radius: jax.Array
 
 
 @dataclass
@@ -172,6 +177,7 @@ def _optimizer(stage: Stage) -> optax.GradientTransformationExtraArgs:
 class _StageProgram(NamedTuple):
     step: Callable
     refresh: Callable | None
+    to_x: Callable
     optimizer: optax.GradientTransformation
     compiled: dict  # argument signature -> compiled step
 
@@ -193,8 +199,12 @@ def _program(key: tuple, bounds: Bounds, regularizer: TotalVariation | None, sca
     def unit(s):
         return scale * jnp.sqrt(jnp.sum(s > 0).astype(s.dtype)) if stage.optimizer == "lbfgs" else scale
 
+    def project(raw, centre):
+        m = bounds.project(raw)
+        return m if centre is None else jnp.clip(m, centre.m - centre.radius, centre.m + centre.radius)
+
     def objective(x, items, ref, s, centre, data):
-        m = bounds.project(ref + unit(s) * s * x)
+        m = project(ref + unit(s) * s * x, centre)
         pred = predict(m, items)
         if corrected:
             pred = pred + centre.data[items]
@@ -215,9 +225,12 @@ def _program(key: tuple, bounds: Bounds, regularizer: TotalVariation | None, sca
             n_ls = jnp.zeros((), jnp.int32)
         x = optax.apply_updates(x, updates)
         raw = ref + unit(s) * s * x
-        m = bounds.project(raw)
-        x = jnp.where(m == raw, x, (m - ref) / (unit(s) * jnp.where(s > 0, s, 1.0)))
+        m = project(raw, centre)
+        x = jnp.where(m == raw, x, to_x(m, ref, s))
         return x, opt_state, m, obj, mis, n_ls
+
+    def to_x(m, ref, s):
+        return jnp.where(s > 0, (m - ref) / (unit(s) * jnp.where(s > 0, s, 1.0)), 0.0)
 
     refresh = None
     if corrected:
@@ -232,9 +245,24 @@ def _program(key: tuple, bounds: Bounds, regularizer: TotalVariation | None, sca
                 return d, g_f - g_s, phi_f
 
             d, g, phi = jax.lax.map(one, all_items)
-            return Centre(m_c, d, g), jnp.mean(phi)
+            return Centre(m_c, d, g, jnp.mean(phi), jnp.asarray(jnp.inf, m_c.dtype))
 
-    return _StageProgram(jax.jit(step), None if refresh is None else jax.jit(refresh), opt, {})
+    return _StageProgram(jax.jit(step), None if refresh is None else jax.jit(refresh), jax.jit(to_x), opt, {})
+
+
+def _trust_update(old: Centre | None, candidate: Centre, radius: float | None) -> tuple[Centre, bool]:
+    """The next centre of a :class:`Corrected` stage and whether ``candidate`` was accepted.
+
+    The first centre of a stage gets the initial ``radius``. A candidate whose solver misfit does not
+    exceed the old centre's is accepted and the radius doubles; otherwise the old centre stays and its
+    radius shrinks fourfold (without a radius every candidate is accepted).
+    """
+    if old is None or radius is None:
+        r = np.inf if radius is None else radius
+        return candidate._replace(radius=jnp.asarray(r, candidate.m.dtype)), True
+    if float(candidate.misfit) <= float(old.misfit):
+        return candidate._replace(radius=2 * old.radius), True
+    return old._replace(radius=old.radius / 4), False
 
 
 def _compiled(program: _StageProgram, name: str, args: tuple, meta: dict[str, Any]) -> Callable:
@@ -360,7 +388,7 @@ def run(stages: list[Stage], initial: np.ndarray, *, n_items: int, bounds: Bound
             template = program.optimizer.init(x)
             opt_state = jax.tree.unflatten(jax.tree.structure(template),
                                            [jnp.asarray(saved[f"opt_{i}"]) for i in range(len(jax.tree.leaves(template)))])
-            centre = Centre(*(jnp.asarray(saved[k]) for k in ("centre_m", "centre_data", "centre_grad"))) \
+            centre = Centre(*(jnp.asarray(saved[f"centre_{k}"]) for k in Centre._fields)) \
                 if "centre_m" in saved else None
         else:
             t0 = time.perf_counter()
@@ -379,11 +407,16 @@ def run(stages: list[Stage], initial: np.ndarray, *, n_items: int, bounds: Bound
             if program.refresh is not None and k % stage.forward.refresh_every == 0:
                 refresh = _compiled(program, "refresh", (m, all_items, stage.data), meta)
                 t0 = time.perf_counter()
-                centre, phi = jax.block_until_ready(refresh(m, all_items, stage.data))
-                opt_state = program.optimizer.init(x)  # a new centre is a new subproblem
+                candidate = jax.block_until_ready(refresh(m, all_items, stage.data))
                 meta["solver_calls"] += n_items
                 meta["surrogate_calls"] += n_items
-                record["centre_misfit"] = float(phi)
+                centre, accepted = _trust_update(centre, candidate, stage.forward.radius)
+                if not accepted:  # back to the old centre
+                    m = centre.m
+                    x = program.to_x(m, ref, s)
+                opt_state = program.optimizer.init(x)  # a new centre or radius is a new subproblem
+                record |= {"centre_misfit": float(candidate.misfit), "accepted": accepted,
+                           "radius": float(centre.radius)}
             key, sub = jax.random.split(key)
             items = all_items if batch >= n_items else \
                 jnp.sort(jax.random.choice(sub, n_items, (batch,), replace=False)).astype(jnp.int32)
@@ -408,7 +441,7 @@ def run(stages: list[Stage], initial: np.ndarray, *, n_items: int, bounds: Bound
             if path is not None:
                 arrays = {"m": m, "key": key, "ref": ref, "s": s, "x": x}
                 if centre is not None:
-                    arrays |= {"centre_m": centre.m, "centre_data": centre.data, "centre_grad": centre.grad}
+                    arrays |= {f"centre_{k}": v for k, v in centre._asdict().items()}
                 _save(path, arrays, meta, opt_state)
             bar.update(1, misfit=record["misfit"], **({"rel_error": record["rel_error"]} if error else {}))
     bar.close()

@@ -145,11 +145,15 @@ class Acquisition(eqx.Module):
 @dataclass(frozen=True)
 class SolverSettings:
     """The solver's discretisation (see :func:`solvers.acoustic.simulate`); ``pml_size=None`` picks
-    the thickest absorbing layer (<= 20 cells) that leaves a cell between it and every element."""
+    the thickest absorbing layer (<= 20 cells) that leaves a cell between it and every element.
+    ``c_ref`` (m/s) fixes the reference speed of the absorbing layer (and of ``pstd``'s k-space
+    correction); ``None`` takes the medium's maximum, which is not differentiable where it is attained,
+    so inversions fix it (at the upper bound)."""
 
     scheme: str = "fd"
     fd_order: int = 4
     pml_size: int | None = None
+    c_ref: float | None = None
 
     def resolve(self, acq: Acquisition) -> SolverSettings:
         """Settings with the absorbing layer fixed; ``ValueError`` when it cannot fit."""
@@ -160,7 +164,7 @@ class SolverSettings:
         if isinstance(pml, bool) or not isinstance(pml, int) or not 0 <= pml <= max(room, 0):
             raise ValueError(f"pml_size must be an integer in [0, {max(room, 0)}] (the elements lie "
                              f"{edge:.1f} cells from the grid edge), got {pml!r}")
-        return SolverSettings(self.scheme, self.fd_order, pml)
+        return SolverSettings(self.scheme, self.fd_order, pml, self.c_ref)
 
 
 def _duration(acq: Acquisition) -> float:
@@ -189,7 +193,8 @@ def _shots(acq: Acquisition, settings: SolverSettings, c: jax.Array, rho: jax.Ar
         res = acoustic.simulate(acq.grid, medium, duration=_duration(acq), sources=source,
                                 sensors=pts if sensors is None else sensors, scheme=settings.scheme,
                                 fd_order=settings.fd_order, pml_size=settings.pml_size, dt=acq.dt,
-                                checkpoint="segmented", sensor_kernel="sinc" if sensors is None else "linear")
+                                checkpoint="segmented", sensor_kernel="sinc" if sensors is None else "linear",
+                                c_ref=settings.c_ref)
         return res.traces
 
     return jax.vmap(shot)(onehot, signals)
@@ -255,7 +260,7 @@ def receiver_mask(acq: Acquisition, min_offset: float) -> np.ndarray:
 
 
 def estimate_wavelet(modelled: np.ndarray, recorded: np.ndarray, mask: np.ndarray, *, per_emitter: bool = False,
-                     damping: float = 1e-3) -> np.ndarray:
+                     damping: float = 1e-6) -> np.ndarray:
     """Least-squares source filter ``W(f)`` with ``W * modelled ~ recorded`` (water shots).
 
     ``W(f) = sum conj(M) R / (sum |M|^2 + damping * max_f sum |M|^2)``, the sums over the kept
@@ -394,8 +399,25 @@ def surrogate_forward(acq: Acquisition, operator: Any, rho: np.ndarray) -> Forwa
 
 
 def solver_forward(acq: Acquisition, settings: SolverSettings, rho: np.ndarray) -> ForwardModel:
-    """The reference solver as a :class:`ForwardModel`."""
-    return ForwardModel(lambda c, shots: _shots(acq, settings, c, jnp.asarray(rho, c.dtype), shots), "solver")
+    """The reference solver as a :class:`ForwardModel`. Equal acquisitions, settings and densities
+    give the same object, so repeated inversions reuse the loop's compiled programs."""
+    rho = np.asarray(rho, np.float32)
+    key = (acq.grid.shape, acq.grid.spacing, acq.elements.tobytes(), acq.signals.tobytes(), acq.dt, acq.nt,
+           acq.emitters, settings, rho.shape, rho.tobytes())
+    return _memo(("solver", *key), lambda: ForwardModel(
+        lambda c, shots: _shots(acq, settings, c, jnp.asarray(rho, c.dtype), shots), "solver"))
+
+
+_MEMO: dict[tuple, Any] = {}
+
+
+def _memo(key: tuple, build: Any) -> Any:
+    """``build()`` cached under ``key`` (the 16 latest), so equal inputs reuse compiled programs."""
+    if key not in _MEMO:
+        if len(_MEMO) >= 16:
+            _MEMO.pop(next(iter(_MEMO)))
+        _MEMO[key] = build()
+    return _MEMO[key]
 
 
 # ----- inversion ------------------------------------------------------------------------------------
@@ -463,7 +485,8 @@ def invert(acq: Acquisition, observed: np.ndarray, forward: str = "solver", surr
            iterations: int | tuple[int, ...] = 10, optimizer: str = "lbfgs", learning_rate: float = 0.05,
            shots_per_iteration: int | None = None, tv: float = 0.0, tv_epsilon: float = 1.0,
            precondition: str = "illumination", per_emitter_wavelet: bool = False, min_offset: float | None = None,
-           hybrid: str = "corrected", refresh_every: int = 5, solver_iterations: int = 5, scale: float = 20.0,
+           hybrid: str = "corrected", refresh_every: int = 5, solver_iterations: int = 5,
+           trust_radius: float | None = 20.0, scale: float = 20.0,
            scheme: str = "fd", fd_order: int = 4, pml_size: int | None = None, seed: int = 0,
            checkpoint_dir: str | Path | None = None, progress: bool = True) -> USCTResult:
     """Full-waveform inversion of sound speed (see the module docstring for the recipe).
@@ -489,6 +512,7 @@ def invert(acq: Acquisition, observed: np.ndarray, forward: str = "solver", surr
         hybrid, refresh_every, solver_iterations: the hybrid strategy (``"corrected"`` or
             ``"surrogate_first"``), its refresh interval, and the solver iterations that finish
             ``"surrogate_first"``.
+        trust_radius: initial trust radius (m/s per pixel) of ``"corrected"`` (``None``: none).
         scale: typical sound-speed update in m/s (the optimiser's unit step).
         scheme, fd_order, pml_size: the solver's discretisation (:class:`SolverSettings`).
         seed: seed of the shot subsets; checkpoint_dir: resumable state; progress: progress bar.
@@ -523,7 +547,7 @@ def invert(acq: Acquisition, observed: np.ndarray, forward: str = "solver", surr
     if not mask.any(axis=1).all():
         raise ValueError(f"min_offset={min_offset:g} m leaves a shot without receivers; it must be below "
                          f"{np.linalg.norm(acq.elements - acq.centre, axis=1).max() * 2:g} m")
-    settings = SolverSettings(scheme, fd_order, pml_size).resolve(acq)
+    settings = SolverSettings(scheme, fd_order, pml_size, box.upper).resolve(acq)
     _check_stable(acq, settings, box.upper)
     regularizer = TotalVariation(tv, _positive("tv_epsilon", tv_epsilon)) if tv else None
 
@@ -560,7 +584,7 @@ def invert(acq: Acquisition, observed: np.ndarray, forward: str = "solver", surr
         if forward == "surrogate":
             stages = [stage(n, k, sur, b) for n, k, b in zip(names, iters, bands)]
         elif hybrid == "corrected":
-            fwd = Corrected(sur, solver, refresh_every=refresh_every)
+            fwd = Corrected(sur, solver, refresh_every=refresh_every, radius=trust_radius)
             stages = [stage(n, k, fwd, b) for n, k, b in zip(names, iters, bands)]
         else:
             stages = [stage(n, k, sur, b) for n, k, b in zip(names, iters, bands)] + \
@@ -569,7 +593,9 @@ def invert(acq: Acquisition, observed: np.ndarray, forward: str = "solver", surr
     setup_compile = 0.0
     if precondition == "illumination":
         t0 = time.perf_counter()
-        diagonal = illumination_program(acq, settings).lower(jnp.asarray(c0), jnp.asarray(rho)).compile()
+        diagonal = _memo(("illumination", acq.grid.shape, acq.grid.spacing, acq.elements.tobytes(),
+                          acq.signals.tobytes(), acq.dt, acq.nt, acq.emitters, settings, c0.dtype.str),
+                         lambda: illumination_program(acq, settings).lower(jnp.asarray(c0), jnp.asarray(rho)).compile())
         setup_compile = time.perf_counter() - t0
 
     def hook(c: np.ndarray, _stage: Stage) -> tuple[np.ndarray, int]:
@@ -581,3 +607,112 @@ def invert(acq: Acquisition, observed: np.ndarray, forward: str = "solver", surr
               checkpoint_dir=checkpoint_dir, progress=progress, desc=f"usct {forward}")
     return USCTResult(res.params, res.history, res.initial_error, wavelet, effective_signals(acq, wavelet), bands,
                       setup_compile)
+
+
+# ----- outputs: figures, report, the CLI entry -------------------------------------------------------
+
+def plot_traces(acq: Acquisition, observed: np.ndarray, modelled: np.ndarray, path: str | Path, shot: int = 0) -> None:
+    """Observed against modelled traces of one shot at three receivers (opposite and +-90 degrees)."""
+    from pdesurrogate.io import save_figure, subplots
+
+    e = acq.emitters[shot]
+    receivers = [(e + k * acq.n_elements // 4) % acq.n_elements for k in (1, 2, 3)]
+    t = np.arange(acq.nt) * acq.dt * 1e6
+    fig, axes = subplots(1, 3, figsize=(13, 3.4), squeeze=False)
+    for ax, r in zip(axes[0], receivers):
+        ax.plot(t, observed[shot, :, r], "k", lw=1.2, label="observed")
+        ax.plot(t, modelled[shot, :, r], "r--", lw=1.0, label="modelled")
+        ax.set(xlabel="time (us)", ylabel="pressure (Pa)", title=f"shot {shot} (element {e}), receiver {r}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
+def save_outputs(acq: Acquisition, result: USCTResult, observed: np.ndarray, out_dir: str | Path, *,
+                 truth: np.ndarray | None = None, density: float | np.ndarray = 1000.0,
+                 settings: SolverSettings | None = None) -> dict[str, Any]:
+    """Write ``reconstruction.npz``, ``history.csv``, ``reconstruction.png``, ``curves.png``,
+    ``traces.png`` (observed against the solver's traces of the final model, wavelet applied) and
+    ``report.md`` into ``out_dir``; returns the summary written into the report."""
+    from pdesurrogate.inversion.report import plot_curves, plot_images, write_history_csv
+    from pdesurrogate.io import atomic_path, write_text
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = settings or SolverSettings()
+    with atomic_path(out / "reconstruction.npz") as tmp, open(tmp, "wb") as f:
+        np.savez(f, sound_speed=result.sound_speed, signals=result.signals, bands_hz=np.asarray(result.bands),
+                 spacing=acq.grid.spacing)
+    write_history_csv(result.history, out / "history.csv")
+    extent = [0, acq.grid.shape[1] * acq.grid.spacing * 1e3, 0, acq.grid.shape[0] * acq.grid.spacing * 1e3]
+    panels = {"reconstruction (m/s)": result.sound_speed}
+    if truth is not None:
+        panels |= {"truth (m/s)": truth, "error (m/s)": result.sound_speed - truth}
+    plot_images(panels, out / "reconstruction.png", extent=extent, shared=[k for k in panels if "error" not in k],
+                units="m/s")
+    plot_curves({result.history[-1]["forward"] if result.history else "inversion": result.history}, out / "curves.png")
+    modelled = simulate(acq, acoustic.Medium(sound_speed=result.sound_speed, density=density), scheme=settings.scheme,
+                        fd_order=settings.fd_order, pml_size=settings.pml_size)
+    modelled = np.asarray(apply_filter(jnp.asarray(modelled), jnp.asarray(result.wavelet, jnp.complex64), acq.nt))
+    plot_traces(acq, observed, modelled, out / "traces.png")
+    last = result.history[-1] if result.history else {}
+    summary = {"iterations": len(result.history), "final_misfit": last.get("misfit"),
+               "rel_error": last.get("rel_error"), "initial_rel_error": result.initial_error,
+               "seconds": last.get("seconds"), "compile_seconds": last.get("compile_seconds"),
+               "solver_calls": last.get("solver_calls"), "surrogate_calls": last.get("surrogate_calls"),
+               "bands_hz": list(result.bands),
+               "trace_rel_residual": float(np.linalg.norm(modelled - observed) / np.linalg.norm(observed))}
+    lines = ["# USCT full-waveform inversion", "", "| quantity | value |", "|---|---|"]
+    lines += [f"| {k} | {v if not isinstance(v, float) else f'{v:.4g}'} |" for k, v in summary.items()]
+    lines += ["", "![reconstruction](reconstruction.png)", "", "![curves](curves.png)", "", "![traces](traces.png)",
+              "", "Per-iteration history: [history.csv](history.csv); reconstruction: `reconstruction.npz`.", ""]
+    write_text(out / "report.md", "\n".join(lines))
+    return summary
+
+
+CONFIG_KEYS = ("forward", "surrogate", "initial", "density", "bounds", "bands", "iterations", "optimizer",
+               "learning_rate", "shots_per_iteration", "tv", "tv_epsilon", "precondition", "per_emitter_wavelet",
+               "min_offset", "hybrid", "refresh_every", "solver_iterations", "trust_radius", "scale", "scheme", "fd_order",
+               "pml_size", "seed", "checkpoint", "progress")
+OBSERVED_KEYS = ("traces", "shape", "spacing", "elements", "signal", "dt")
+
+
+def read_observed(path: str | Path) -> tuple[Acquisition, np.ndarray, dict[str, np.ndarray]]:
+    """``(acquisition, traces, extras)`` from an ``.npz`` holding ``traces`` ``(n_shots, nt, n_el)``,
+    the acquisition (``shape``, ``spacing`` m, ``elements`` m, ``signal``, ``dt`` s, optional
+    ``emitters``) and optionally ``water``, ``truth`` and ``density``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"observed file not found: {path}")
+    with np.load(path) as z:
+        data = {k: z[k] for k in z.files}
+    missing = [k for k in OBSERVED_KEYS if k not in data]
+    if missing:
+        raise ValueError(f"{path} lacks {missing}; it must hold {list(OBSERVED_KEYS)} (+ optional emitters, water, "
+                         f"truth, density)")
+    traces = data["traces"]
+    grid = Grid(tuple(int(n) for n in data["shape"]), float(data["spacing"]))
+    acq = Acquisition(grid, data["elements"], data["signal"], float(data["dt"]), int(np.shape(traces)[1]),
+                      emitters=data.get("emitters"))
+    return acq, traces, {k: data[k] for k in ("water", "truth", "density") if k in data}
+
+
+def run_config(config: dict[str, Any], observed_path: str | Path, out_dir: str | Path) -> dict[str, Any]:
+    """``pdesurrogate invert usct``: invert with the options of ``config`` (keys :data:`CONFIG_KEYS`,
+    at top level or in an ``[invert]`` table; ``checkpoint = true`` resumes from ``out_dir/checkpoint``)
+    and write :func:`save_outputs`."""
+    options = dict(config.get("invert", config))
+    unknown = sorted(set(options) - set(CONFIG_KEYS))
+    if unknown:
+        raise ValueError(f"unknown config keys {unknown}; allowed: {list(CONFIG_KEYS)}")
+    acq, traces, extras = read_observed(observed_path)
+    for key in ("bounds", "bands", "iterations"):
+        if isinstance(options.get(key), list):
+            options[key] = tuple(options[key])
+    density = options.pop("density", extras.get("density", 1000.0))
+    checkpoint = Path(out_dir) / "checkpoint" if options.pop("checkpoint", False) else None
+    result = invert(acq, traces, water=extras.get("water"), truth=extras.get("truth"), density=density,
+                    checkpoint_dir=checkpoint, **options)
+    settings = SolverSettings(options.get("scheme", "fd"), options.get("fd_order", 4), options.get("pml_size"))
+    return save_outputs(acq, result, traces, out_dir, truth=extras.get("truth"), density=density,
+                        settings=settings.resolve(acq))

@@ -5,9 +5,6 @@ conventions), a small FDTD inversion against Rytov, the surrogate path, the CLI 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +14,6 @@ import pytest
 from pdesurrogate.inversion import optics
 from solvers import Grid, maxwell
 
-REPO = Path(__file__).resolve().parents[1]
 LAM, NB = 5e-7, 1.333
 
 
@@ -221,3 +217,78 @@ def test_bad_index_and_data_rejected(acquisition):
     tilted = _acq(GRID, [0.0, 0.3], rotating=False)
     with pytest.raises(ValueError, match="rotating=False"):
         optics.rytov(tilted, np.ones((2, len(tilted.detector_positions)), complex))
+
+
+# ----- surrogate, hybrid, command line ---------------------------------------------------------------
+
+SMALL = Grid((40, 40), 2.5e-8)
+
+
+def _small_acq(angles) -> optics.Acquisition:
+    return _acq(SMALL, angles, distance=3e-7, pml_size=6, tfsf_margin=2, max_index=1.45)
+
+
+def _operator(angles) -> "FieldOperator":  # noqa: F821
+    """An untrained field operator with the metadata of an optics run on SMALL (plumbing, not accuracy)."""
+    from pdesurrogate import FieldOperator
+    from pdesurrogate.models import build_model
+
+    acq = _small_acq(angles)
+    cfg = {"kind": "fno", "in_channels": 1, "out_channels": 2 * len(angles), "modes": [4, 4], "width": 8, "depth": 1,
+           "seed": 4, "in_mean": [1.35], "in_std": [0.02], "out_std": [1e-2] * (2 * len(angles))}
+    offset = np.stack([np.exp(2j * np.pi * NB / LAM * np.einsum("dxy,d->xy", SMALL.coordinates()
+                       - optics._centre(SMALL).reshape(2, 1, 1), [np.cos(a), np.sin(a)])) for a in angles])
+    info = {"angles_rad": list(angles), "wavelength_m": LAM, "background_index": NB,
+            "detector_positions_m": (optics.recording_points(acq) * 1.0).tolist()}
+    return FieldOperator(build_model(cfg), SMALL, info=info, offset=offset.astype(np.complex64))
+
+
+def test_surrogate_and_hybrid_forward_models():
+    """A field operator drives the inversion alone (surrogate calls only) and corrected by FDTD
+    (both counted); an acquisition it was not trained for is refused with what differs."""
+    angles = [0.0, np.pi / 2, np.pi, 3 * np.pi / 2]
+    op = _operator(angles)
+    acq = _small_acq(angles).subset([0, 2])
+    truth = np.where(acq.field_of_view(), _cylinder(SMALL, NB + 0.05, 8e-8), NB)
+    obs = np.asarray(optics.simulate(acq, jnp.asarray(truth, jnp.float32)))
+    pred = optics.surrogate_forward(acq, op).predict(jnp.asarray(truth, jnp.float32), jnp.array([1, 0]))
+    assert pred.shape == (2, len(acq.detector_positions)) and np.all(np.isfinite(np.asarray(pred)))
+    res = optics.invert(acq, obs, forward="surrogate", surrogate=op, truth=truth, iterations=2, progress=False)
+    assert res.history[-1]["surrogate_calls"] > 0 and res.history[-1]["solver_calls"] == 0
+    hyb = optics.invert(acq, obs, forward="hybrid", surrogate=op, truth=truth, iterations=2, refresh_every=1,
+                        progress=False)
+    assert hyb.history[-1]["surrogate_calls"] > 0 and hyb.history[-1]["solver_calls"] > 0
+    with pytest.raises(ValueError, match=r"angles \[0.3\] differ"):
+        optics.invert(_small_acq([0.3]), obs[:1], forward="surrogate", surrogate=op)
+    other = optics.Acquisition(SMALL, 6e-7, NB, [0.0], acq.detector_positions, 3e-7, pml_size=6, tfsf_margin=2)
+    with pytest.raises(ValueError, match="wavelength_m"):
+        optics.invert(other, obs[:1], forward="surrogate", surrogate=op)
+    wide = _acq(SMALL, [0.0], pml_size=4, tfsf_margin=1, max_index=1.45)
+    with pytest.raises(ValueError, match="detector reach"):
+        optics.surrogate_forward(wide, op)
+
+
+def test_cli_invert_writes_reconstruction_history_figures_and_report(tmp_path, capsys):
+    from pdesurrogate.cli import main
+
+    acq = _small_acq([0.0, np.pi])
+    truth = np.where(acq.field_of_view(), _cylinder(SMALL, NB + 0.05, 8e-8), NB)
+    obs = np.asarray(optics.simulate(acq, jnp.asarray(truth, jnp.float32)))
+    path = tmp_path / "obs.npz"
+    np.savez(path, observed=obs, shape=np.array(SMALL.shape), spacing=SMALL.spacing, wavelength=LAM,
+             background_index=NB, angles=np.array(acq.angles), detector_positions=np.array(acq.detector_positions),
+             detector_distance=acq.detector_distance, pml_size=6, tfsf_margin=2, max_index=1.45, truth=truth)
+    cfg = tmp_path / "invert.toml"
+    cfg.write_text("[invert]\niterations = 2\nprogress = false\ntv = 0.1\n")
+    out = tmp_path / "out"
+    assert main(["invert", "optics", str(cfg), "--observed", str(path), "--out", str(out)]) == 0
+    for name in ("reconstruction.npz", "history.csv", "reconstruction.png", "curves.png", "report.md"):
+        assert (out / name).stat().st_size > 0, name
+    with np.load(out / "reconstruction.npz") as z:
+        assert z["refractive_index"].shape == SMALL.shape
+    assert "rel_error" in (out / "history.csv").read_text().splitlines()[0]
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["iterations"] == 2 and np.isfinite(summary["rytov_rel_error"])
+    cfg.write_text("[invert]\niterations = 2\nlearning_rat = 0.1\n")
+    assert main(["invert", "optics", str(cfg), "--observed", str(path), "--out", str(out)]) != 0
+    assert "unknown config keys ['learning_rat']" in capsys.readouterr().err

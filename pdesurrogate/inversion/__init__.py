@@ -23,7 +23,7 @@ import importlib
 from typing import Any
 
 # modality -> "module:function", the function (config: dict, observed_path, out_dir) -> dict summary
-MODALITIES = {"usct": "pdesurrogate.inversion.usct:run_config"}
+MODALITIES = {"usct": "pdesurrogate.inversion.usct:run_config", "optics": "pdesurrogate.inversion.optics:run_config"}
 
 _LAZY = {"Bounds": "regularization", "TotalVariation": "regularization", "Corrected": "forward",
          "ForwardModel": "forward", "Centre": "loop", "InversionResult": "loop", "Stage": "loop", "run": "loop"}

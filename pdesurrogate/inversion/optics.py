@@ -41,6 +41,7 @@ sequence on one device or are sharded over several.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass, field
@@ -56,6 +57,8 @@ from scipy import special
 from pdesurrogate.inversion.forward import Corrected, ForwardModel
 from pdesurrogate.inversion.loop import Stage, run
 from pdesurrogate.inversion.regularization import Bounds, TotalVariation
+from pdesurrogate.inversion.report import plot_curves, plot_images, write_history_csv
+from pdesurrogate.io import save_npz, write_text
 from pdesurrogate.surrogate import FieldOperator
 from solvers import Grid, maxwell
 from solvers.dtypes import compute_dtype
@@ -182,7 +185,7 @@ class Acquisition(eqx.Module):
     def subset(self, indices) -> Acquisition:
         """The same acquisition with the illuminations ``indices`` only."""
         idx = np.asarray(indices, int).reshape(-1)
-        return eqx.tree_at(lambda a: a.angles, self, tuple(self.angles[i] for i in idx))
+        return dataclasses.replace(self, angles=[self.angles[i] for i in idx])
 
 
 def _centre(grid: Grid) -> np.ndarray:
@@ -352,15 +355,6 @@ def simulate(acq: Acquisition, refractive_index) -> jax.Array:
 # ----- classical baselines -----------------------------------------------------------------------
 
 
-def _uniform_detector(acq: Acquisition) -> float:
-    """Detector pitch in m; the positions must be uniformly spaced (ValueError otherwise)."""
-    s = np.asarray(acq.detector_positions)
-    if s.size < 2 or not np.allclose(np.diff(s), s[1] - s[0], rtol=1e-6, atol=0) or s[1] <= s[0]:
-        raise ValueError("detector_positions must be >= 2 increasing, uniformly spaced values for the linear "
-                         "baselines (they transform the detector line)")
-    return float(s[1] - s[0])
-
-
 def _check_observed(acq: Acquisition, observed) -> np.ndarray:
     obs = np.asarray(observed)
     if obs.shape != (acq.n_angles, len(acq.detector_positions)) or not np.all(np.isfinite(obs)):
@@ -376,7 +370,9 @@ def refocus(acq: Acquisition, observed, distance: float, offsets: np.ndarray) ->
     Angular spectrum in the background; the detector positions must be uniformly spaced and the
     geometry rotating (the incident field is then the same on every line up to a phase).
     """
-    _uniform_detector(acq)
+    if not _is_uniform(acq):
+        raise ValueError("detector_positions must be >= 2 increasing, uniformly spaced values for refocusing and "
+                         "the backpropagation baselines")
     obs = _check_observed(acq, observed)
     p = angular_spectrum_matrix(np.asarray(acq.detector_positions), offsets, distance - acq.detector_distance,
                                 acq.wavenumber)
@@ -403,7 +399,9 @@ def _backpropagate(acq: Acquisition, observed, rytov_data: bool) -> np.ndarray:
     line = np.where(np.abs(offsets) <= acq.aperture, line, 1.0)  # nothing was recorded beyond the aperture
     res = acq.wavelength / g.spacing
     sino = odtbrain.sinogram_as_rytov(line, align=False) if rytov_data else line - 1.0
-    f = odtbrain.backpropagate_2d(sino, -np.asarray(acq.angles), res, acq.background_index, lD=0)
+    # ODTbrain's angular weights divide by the spread of neighbouring angles: undefined below 3 angles
+    f = odtbrain.backpropagate_2d(sino, -np.asarray(acq.angles), res, acq.background_index, lD=0,
+                                  weight_angles=acq.n_angles >= 3)
     ri = odtbrain.odt_to_ri(f, res, acq.background_index).real
     return np.where(acq.field_of_view(), ri, acq.background_index)
 
@@ -685,3 +683,89 @@ def rytov_tv(acq: Acquisition, observed, *, tv: float = 0.0, tv_epsilon: float =
               error=None if true is None else functools.partial(rel_error, acq, truth=true),
               progress=progress, desc="optics rytov+tv")
     return OpticsResult(res.params, res.history, res.initial_error)
+
+
+# ----- command line ------------------------------------------------------------------------------
+
+CONFIG_KEYS = ("forward", "surrogate", "bounds", "iterations", "optimizer", "learning_rate", "tv", "tv_epsilon",
+               "positive", "angles_per_iteration", "hybrid", "surrogate_iterations", "refresh_every", "scale",
+               "seed", "checkpoint", "progress")
+OBSERVED_KEYS = ("observed", "shape", "spacing", "wavelength", "background_index", "angles", "detector_positions",
+                 "detector_distance")
+ACQUISITION_OPTIONS = ("rotating", "pml_size", "tfsf_margin", "max_index", "settle_periods")
+
+
+def read_observed(path: str | Path) -> tuple[Acquisition, np.ndarray, np.ndarray | None]:
+    """``(acquisition, observed, truth or None)`` from an ``.npz`` holding ``observed`` ``u / u_inc``
+    ``(n_angles, n_det)`` complex, the acquisition (:data:`OBSERVED_KEYS`: ``shape``, ``spacing`` m,
+    ``wavelength`` m, ``background_index``, ``angles`` rad, ``detector_positions`` m,
+    ``detector_distance`` m; optional :data:`ACQUISITION_OPTIONS`) and optionally ``truth``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"observed file not found: {path}")
+    with np.load(path) as z:
+        data = {k: z[k] for k in z.files}
+    missing = [k for k in OBSERVED_KEYS if k not in data]
+    if missing:
+        raise ValueError(f"{path} lacks {missing}; it must hold {list(OBSERVED_KEYS)} (+ optional "
+                         f"{list(ACQUISITION_OPTIONS)}, truth)")
+    options = {k: data[k].item() for k in ACQUISITION_OPTIONS if k in data}
+    grid = Grid(tuple(int(n) for n in data["shape"]), float(data["spacing"]))
+    acq = Acquisition(grid, float(data["wavelength"]), float(data["background_index"]), data["angles"],
+                      data["detector_positions"], float(data["detector_distance"]), **options)
+    return acq, data["observed"], data.get("truth")
+
+
+def save_outputs(acq: Acquisition, result: OpticsResult, out_dir: str | Path, truth: np.ndarray | None = None,
+                 baseline: np.ndarray | None = None) -> dict[str, Any]:
+    """Write ``reconstruction.npz``, ``history.csv``, ``reconstruction.png`` (reconstruction, truth,
+    error map, Rytov when given), ``curves.png`` and ``report.md`` into ``out_dir``; returns the summary."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_npz(out / "reconstruction.npz", refractive_index=result.refractive_index, spacing=acq.grid.spacing)
+    write_history_csv(result.history, out / "history.csv")
+    extent = [0, acq.grid.shape[1] * acq.grid.spacing * 1e6, 0, acq.grid.shape[0] * acq.grid.spacing * 1e6]
+    panels = {"reconstruction": result.refractive_index}
+    if truth is not None:
+        panels |= {"truth": truth, "error": result.refractive_index - truth}
+    if baseline is not None:
+        panels["rytov"] = baseline
+    plot_images(panels, out / "reconstruction.png", extent=extent, shared=[k for k in panels if k != "error"],
+                units="refractive index (axes in um)")
+    plot_curves({result.history[-1]["forward"] if result.history else "inversion": result.history},
+                out / "curves.png")
+    last = result.history[-1] if result.history else {}
+    summary = {"iterations": len(result.history), "final_misfit": last.get("misfit"),
+               "rel_error": last.get("rel_error"), "initial_rel_error": result.initial_error,
+               "rytov_rel_error": None if truth is None or baseline is None else rel_error(acq, baseline, truth),
+               "seconds": last.get("seconds"), "compile_seconds": last.get("compile_seconds"),
+               "solver_calls": last.get("solver_calls"), "surrogate_calls": last.get("surrogate_calls")}
+    lines = ["# Optical diffraction tomography", "", "| quantity | value |", "|---|---|"]
+    lines += [f"| {k} | {v if not isinstance(v, float) else f'{v:.4g}'} |" for k, v in summary.items()]
+    lines += ["", "![reconstruction](reconstruction.png)", "", "![curves](curves.png)", "",
+              "Per-iteration history: [history.csv](history.csv); reconstruction: `reconstruction.npz`.", ""]
+    write_text(out / "report.md", "\n".join(lines))
+    return summary
+
+
+def run_config(config: dict[str, Any], observed_path: str | Path, out_dir: str | Path) -> dict[str, Any]:
+    """``pdesurrogate invert optics``: invert with the options of ``config`` (keys :data:`CONFIG_KEYS`,
+    at top level or in an ``[invert]`` table; ``checkpoint = true`` resumes from ``out_dir/checkpoint``)
+    and write :func:`save_outputs` (with the Rytov baseline when the geometry allows it)."""
+    options = dict(config.get("invert", config))
+    unknown = sorted(set(options) - set(CONFIG_KEYS))
+    if unknown:
+        raise ValueError(f"unknown config keys {unknown}; allowed: {list(CONFIG_KEYS)}")
+    acq, observed, truth = read_observed(observed_path)
+    if isinstance(options.get("bounds"), list):
+        options["bounds"] = tuple(options["bounds"])
+    checkpoint = Path(out_dir) / "checkpoint" if options.pop("checkpoint", False) else None
+    result = invert(acq, observed, truth=truth, checkpoint_dir=checkpoint, **options)
+    square = acq.grid.shape[0] == acq.grid.shape[1]
+    baseline = rytov(acq, observed) if acq.rotating and square and _is_uniform(acq) else None  # else unsupported
+    return save_outputs(acq, result, out_dir, truth=truth, baseline=baseline)
+
+
+def _is_uniform(acq: Acquisition) -> bool:
+    s = np.diff(np.asarray(acq.detector_positions))
+    return s.size > 0 and s[0] > 0 and bool(np.allclose(s, s[0], rtol=1e-6, atol=0))

@@ -195,28 +195,26 @@ def test_bad_acquisition_rejected(kwargs, match):
         optics.Acquisition(**args)
 
 
-def test_bad_index_and_data_rejected(acquisition):
+BAD_CALLS = [
+    (lambda a, n, o: optics.simulate(a, n[:-1]), "shape"),
+    (lambda a, n, o: optics.simulate(a, np.where(np.arange(n.size).reshape(n.shape) == 130, 1.4, n)), "field of view"),
+    (lambda a, n, o: optics.simulate(a, np.where(a.field_of_view(), 1.6, n)), "max_index"),
+    (lambda a, n, o: optics.invert(a, o[:-1]), "observed"),
+    (lambda a, n, o: optics.invert(a, o, forward="fdtd"), "forward"),
+    (lambda a, n, o: optics.invert(a, o, forward="surrogate"), "surrogate"),
+    (lambda a, n, o: optics.invert(a, o, bounds=(1.3, 2.0)), "bounds"),
+    (lambda a, n, o: optics.rytov(_acq(GRID, [0.0, 0.3], rotating=False), o[:2]), "rotating=False"),
+]
+
+
+@pytest.mark.parametrize("call,match", BAD_CALLS)
+def test_bad_index_and_data_rejected(acquisition, call, match):
+    """Index maps of the wrong shape, off the field of view or above max_index, data of the wrong
+    shape, unknown options and an unsupported geometry raise ValueError before anything runs."""
     n = np.full(GRID.shape, NB)
-    with pytest.raises(ValueError, match="shape"):
-        optics.simulate(acquisition, n[:-1])
-    bad = n.copy()
-    bad[2, 2] = 1.4  # outside the field of view
-    with pytest.raises(ValueError, match="field of view"):
-        optics.simulate(acquisition, bad)
-    with pytest.raises(ValueError, match="max_index"):
-        optics.simulate(acquisition, np.where(acquisition.field_of_view(), 1.6, NB))
     obs = np.ones((acquisition.n_angles, len(acquisition.detector_positions)), complex)
-    with pytest.raises(ValueError, match="observed"):
-        optics.invert(acquisition, obs[:-1])
-    with pytest.raises(ValueError, match="forward"):
-        optics.invert(acquisition, obs, forward="fdtd")
-    with pytest.raises(ValueError, match="surrogate"):
-        optics.invert(acquisition, obs, forward="surrogate")
-    with pytest.raises(ValueError, match="bounds"):
-        optics.invert(acquisition, obs, bounds=(1.3, 2.0))
-    tilted = _acq(GRID, [0.0, 0.3], rotating=False)
-    with pytest.raises(ValueError, match="rotating=False"):
-        optics.rytov(tilted, np.ones((2, len(tilted.detector_positions)), complex))
+    with pytest.raises(ValueError, match=match):
+        call(acquisition, n, obs)
 
 
 # ----- surrogate, hybrid, command line ---------------------------------------------------------------

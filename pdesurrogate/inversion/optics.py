@@ -54,6 +54,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import special
 
+from pdesurrogate.inversion import read_observed_npz
 from pdesurrogate.inversion.forward import Corrected, ForwardModel
 from pdesurrogate.inversion.loop import Stage, run
 from pdesurrogate.inversion.regularization import Bounds, TotalVariation
@@ -700,15 +701,7 @@ def read_observed(path: str | Path) -> tuple[Acquisition, np.ndarray, np.ndarray
     ``(n_angles, n_det)`` complex, the acquisition (:data:`OBSERVED_KEYS`: ``shape``, ``spacing`` m,
     ``wavelength`` m, ``background_index``, ``angles`` rad, ``detector_positions`` m,
     ``detector_distance`` m; optional :data:`ACQUISITION_OPTIONS`) and optionally ``truth``."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"observed file not found: {path}")
-    with np.load(path) as z:
-        data = {k: z[k] for k in z.files}
-    missing = [k for k in OBSERVED_KEYS if k not in data]
-    if missing:
-        raise ValueError(f"{path} lacks {missing}; it must hold {list(OBSERVED_KEYS)} (+ optional "
-                         f"{list(ACQUISITION_OPTIONS)}, truth)")
+    data = read_observed_npz(path, OBSERVED_KEYS, ACQUISITION_OPTIONS + ("truth",))
     options = {k: data[k].item() for k in ACQUISITION_OPTIONS if k in data}
     grid = Grid(tuple(int(n) for n in data["shape"]), float(data["spacing"]))
     acq = Acquisition(grid, float(data["wavelength"]), float(data["background_index"]), data["angles"],

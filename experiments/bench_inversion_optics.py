@@ -185,7 +185,8 @@ def markdown(table: dict, scale: Scale, acq: optics.Acquisition, command: str, w
             lines.append(f"| {method} | {e['n']} | {e['median']:.3f} | {e['p95']:.3f} | {e['max']:.3f} | "
                          f"{e['rmse_dn_inside']:.4f} | {e['seconds']:.1f} | {fmt(e.get('compile_seconds'))} | "
                          f"{fmt(e.get('seconds_to_rytov_error'))} ({e.get('seconds_to_rytov_error_reached') or '-'}) | "
-                         f"{fmt(e.get('seconds_to_rytov_tv_error'))} ({e.get('seconds_to_rytov_tv_error_reached') or '-'}) |")
+                         f"{fmt(e.get('seconds_to_rytov_tv_error'))} "
+                         f"({e.get('seconds_to_rytov_tv_error_reached') or '-'}) |")
         bands = [k for k in next(iter(methods.values())) if k.startswith("mean ")]
         if bands:
             lines += ["", "Mean index per true-index band (truth in brackets):", "",

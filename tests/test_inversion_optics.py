@@ -59,8 +59,11 @@ def test_angular_spectrum_matches_fdtd_between_lines():
     c = optics._centre(grid)
     eps = np.where((x - c[0]) ** 2 + (y - c[1]) ** 2 < 1e-7**2, 1.4, NB) ** 2
     src = maxwell.PlaneWave(LAM, 0.0, background_permittivity=NB**2)
-    run = lambda e: np.asarray(maxwell.simulate(grid, maxwell.Medium(e), src, duration=50 * LAM / maxwell.C0,  # noqa: E731
-                                                pml_size=10).field[0])
+
+    def run(e):
+        return np.asarray(maxwell.simulate(grid, maxwell.Medium(e), src, duration=50 * LAM / maxwell.C0,
+                                           pml_size=10).field[0])
+
     scattered = run(eps) - run(np.full(grid.shape, NB**2))
     j = np.arange(15, 145)
     s = (j - (grid.shape[1] - 1) / 2) * grid.spacing

@@ -20,9 +20,9 @@ The recorded ratio ``u / u_inc`` (the incident field from a cached FDTD run of t
 so the solver's own dispersion and the linear point interpolation cancel) is turned into the
 scattered field and carried to the detector line by the angular spectrum method in the background
 medium (:func:`angular_spectrum_matrix`; evanescent components decay going forward and are dropped
-going backward, so refocusing into the object is stable), then divided by the incident field there. The detector may therefore
-lie anywhere along the illumination, inside the object (holographic refocusing) or beyond the grid;
-its lateral positions must lie inside the recorded aperture ``|s| <= R``.
+going backward, so refocusing into the object is stable), then divided by the incident field there.
+The detector may therefore lie anywhere along the illumination, inside the object (holographic
+refocusing) or beyond the grid; its lateral positions must lie inside the recorded aperture ``|s| <= R``.
 
 Classical baselines: :func:`born` and :func:`rytov` backpropagate with the Fourier diffraction
 theorem (ODTbrain's ``backpropagate_2d``) after refocusing the data to the rotation centre;
@@ -148,7 +148,8 @@ class Acquisition(eqx.Module):
             raise ValueError(f"detector_positions must be a non-empty 1D array of finite values in m, "
                              f"got shape {d.shape}")
         if np.any(np.abs(d) > aperture * (1 + 1e-9)):
-            raise ValueError(f"detector_positions must lie within the recorded aperture [-{aperture:g}, {aperture:g}] m, "
+            raise ValueError(f"detector_positions must lie within the recorded aperture [-{aperture:g}, {aperture:g}] "
+                             f"m, "
                              f"got [{d.min():g}, {d.max():g}]")
         self.detector_positions = tuple(float(v) for v in d)
         if not np.isfinite(detector_distance) or np.ndim(detector_distance) != 0:
@@ -447,8 +448,11 @@ def rytov_matrix(acq: Acquisition) -> np.ndarray:
 # ----- forward models and the inversion ----------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=8)
 def solver_forward(acq: Acquisition, dtype=jnp.float32) -> ForwardModel:
     """The FDTD forward model ``(n, items) -> (len(items), n_det)`` complex ``u / u_inc``.
+
+    Cached per acquisition and dtype, so inversions of one acquisition share compiled programs.
 
     ``items`` (int32, possibly traced) pick illuminations: each runs its own compiled FDTD program
     (``lax.switch``; the illumination's source geometry is static), one after another (``lax.map``).
@@ -581,6 +585,14 @@ def _start(acq: Acquisition, initial, bounds: Bounds, dtype) -> np.ndarray:
     return n
 
 
+def _error(acq: Acquisition, truth) -> Any:
+    """``n -> rel_error(acq, n, truth)`` (``None`` without the truth); the truth is checked here."""
+    if truth is None:
+        return None
+    true = np.asarray(check_index(acq, np.asarray(truth, np.float64)), np.float64)
+    return functools.partial(rel_error, acq, truth=true)
+
+
 def _operator(surrogate: Any) -> FieldOperator:
     if isinstance(surrogate, FieldOperator):
         return surrogate
@@ -598,7 +610,7 @@ def invert(acq: Acquisition, observed, forward: str = "solver", surrogate: Any =
            checkpoint_dir: str | Path | None = None, progress: bool = True) -> OpticsResult:
     """Reconstruct the refractive index from ``observed`` ``u / u_inc`` ``(n_angles, n_det)``.
 
-    Minimises the mean over illuminations of :func:`data_misfit` plus ``tv`` times the smoothed
+    Minimises the mean over illuminations of :func:`misfit` plus ``tv`` times the smoothed
     total variation of ``n`` with the shared loop (:func:`pdesurrogate.inversion.run`); only the
     field of view is updated (a preconditioner of 1 there, 0 elsewhere).
 
@@ -633,9 +645,10 @@ def invert(acq: Acquisition, observed, forward: str = "solver", surrogate: Any =
     x64 = jax.config.jax_enable_x64 and initial is not None and np.asarray(initial).dtype == np.float64
     dtype = np.float64 if x64 else np.float32  # computation follows the input dtype
     n0 = _start(acq, initial, box, dtype)
-    true = None if truth is None else np.asarray(check_index(acq, np.asarray(truth, np.float64)), np.float64)
+    error = _error(acq, truth)  # validates the truth before anything compiles
     operator = None if forward == "solver" else _operator(surrogate)
-    common = {"misfit": misfit, "data": misfit_data(obs), "optimizer": optimizer, "learning_rate": learning_rate, "items_per_iteration": angles_per_iteration}
+    common = {"misfit": misfit, "data": misfit_data(obs), "optimizer": optimizer, "learning_rate": learning_rate,
+              "items_per_iteration": angles_per_iteration}
     if forward == "surrogate":
         stages = [Stage("surrogate", iterations, surrogate_forward(acq, operator), **common)]
     elif forward == "solver":
@@ -650,23 +663,14 @@ def invert(acq: Acquisition, observed, forward: str = "solver", surrogate: Any =
     res = run(stages, n0, n_items=acq.n_angles, bounds=box,
               regularizer=TotalVariation(tv, tv_epsilon) if tv > 0 else None, scale=scale,
               precondition=acq.field_of_view().astype(dtype),
-              error=None if true is None else functools.partial(rel_error, acq, truth=true),
-              seed=seed, checkpoint_dir=checkpoint_dir, progress=progress, desc=f"optics {forward}")
+              error=error, seed=seed, checkpoint_dir=checkpoint_dir, progress=progress, desc=f"optics {forward}")
     return OpticsResult(res.params, res.history, res.initial_error)
 
 
-def rytov_tv(acq: Acquisition, observed, *, tv: float = 0.0, tv_epsilon: float = 1e-3, iterations: int = 100,
-             bounds: tuple[float | None, float | None] | None = None, positive: bool = False, truth=None,
-             scale: float = 0.01, progress: bool = False) -> OpticsResult:
-    """Rytov with TV: least squares on the linear Rytov model (:func:`rytov_matrix`) plus ``tv`` times
-    the smoothed TV, with the shared loop (L-BFGS); any geometry (``rotating`` or not).
-
-    The data are the unwrapped Rytov phases of ``observed``; the misfit is normalised as
-    :func:`data_misfit`. The history counts the linear model's evaluations as ``solver_calls``.
-    """
-    obs = _check_observed(acq, observed)
-    box = _bounds(acq, bounds, positive)
-    psi = rytov_phase(obs)
+@functools.lru_cache(maxsize=8)
+def rytov_forward(acq: Acquisition) -> ForwardModel:
+    """The linear Rytov model ``(n, items) -> (len(items), n_det)`` complex phases (:func:`rytov_matrix`
+    applied to ``V = k0^2 (n^2 - n_b^2)`` on the field of view); cached per acquisition."""
     fov = acq.field_of_view()
     mats = jnp.asarray(rytov_matrix(acq), jnp.complex64)
     k0 = 2 * math.pi / acq.wavelength
@@ -676,13 +680,25 @@ def rytov_tv(acq: Acquisition, observed, *, tv: float = 0.0, tv_epsilon: float =
         v = (k0**2 * (n[fov] ** 2 - nb2)).astype(jnp.complex64)
         return mats[items] @ v
 
-    true = None if truth is None else np.asarray(check_index(acq, np.asarray(truth, np.float64)), np.float64)
-    stage = Stage("rytov_tv", iterations, ForwardModel(predict, "solver", "rytov"), misfit, misfit_data(psi, 0.0))
+    return ForwardModel(predict, "solver", "rytov")
+
+
+def rytov_tv(acq: Acquisition, observed, *, tv: float = 0.0, tv_epsilon: float = 1e-3, iterations: int = 100,
+             bounds: tuple[float | None, float | None] | None = None, positive: bool = False, truth=None,
+             scale: float = 0.01, progress: bool = False) -> OpticsResult:
+    """Rytov with TV: least squares on the linear Rytov model (:func:`rytov_matrix`) plus ``tv`` times
+    the smoothed TV, with the shared loop (L-BFGS); any geometry (``rotating`` or not).
+
+    The data are the unwrapped Rytov phases of ``observed``; the misfit is normalised as
+    :func:`misfit_data`. The history counts the linear model's evaluations as ``solver_calls``.
+    """
+    obs = _check_observed(acq, observed)
+    box = _bounds(acq, bounds, positive)
+    stage = Stage("rytov_tv", iterations, rytov_forward(acq), misfit, misfit_data(rytov_phase(obs), 0.0))
     res = run([stage], np.full(acq.grid.shape, acq.background_index, np.float32), n_items=acq.n_angles,
               bounds=box, regularizer=TotalVariation(tv, tv_epsilon) if tv > 0 else None, scale=scale,
-              precondition=fov.astype(np.float32),
-              error=None if true is None else functools.partial(rel_error, acq, truth=true),
-              progress=progress, desc="optics rytov+tv")
+              precondition=acq.field_of_view().astype(np.float32),
+              error=_error(acq, truth), progress=progress, desc="optics rytov+tv")
     return OpticsResult(res.params, res.history, res.initial_error)
 
 

@@ -235,9 +235,10 @@ def main() -> None:
     acq, acq_fine = acquisitions(scale)
     mask = fine_fov(acq, acq_fine.grid)
     rng = np.random.default_rng(0)
-    sets = [("cells", cell_phantom(acq_fine.grid, mask, 1.0, i)) for i in range(scale.cells)]
-    sets += [("cells_2x", cell_phantom(acq_fine.grid, mask, 2.0, i)) for i in range(scale.cells // 2)]
-    sets += [(f"bead {d * 1e6:.2f} um", bead(acq_fine.grid, d)) for d in scale.bead_diameters]
+    cells = [("cells", cell_phantom(acq_fine.grid, mask, 1.0, i)) for i in range(scale.cells)]
+    strong = [("cells_2x", cell_phantom(acq_fine.grid, mask, 2.0, i)) for i in range(scale.cells // 2)]
+    strong += [(f"bead {d * 1e6:.2f} um", bead(acq_fine.grid, d)) for d in scale.bead_diameters]
+    sets = [c for pair in zip(cells, strong) for c in pair] + cells[len(strong):] + strong[len(cells):]  # interleaved
     cases, examples = [], {}
     for k, (name, fine_n) in enumerate(sets):
         obs = noisy(np.asarray(optics.simulate(acq_fine, jnp.asarray(fine_n, jnp.float32))), rng)

@@ -270,7 +270,7 @@ def angular_spectrum_matrix(source_offsets: np.ndarray, target_offsets: np.ndarr
     kx = 2 * np.pi * np.fft.fftfreq(n_pad, h)
     kz2 = wavenumber**2 - kx**2
     kz = np.sqrt(np.abs(kz2))
-    decay = np.exp(-kz * max(distance, 0.0)) if distance >= 0 else 0.0  # evanescent: decays forward, dropped back
+    decay = np.exp(-kz * distance) if distance >= 0 else 0.0  # evanescent: decays forward, dropped back
     transfer = np.where(kz2 > 0, np.exp(1j * kz * distance), decay)
     forward = np.exp(-1j * kx[:, None] * s[None, :])  # (n_pad, m)
     back = np.exp(1j * np.asarray(target_offsets, np.float64)[:, None] * kx[None, :]) / n_pad  # (n, n_pad)
@@ -372,6 +372,8 @@ def refocus(acq: Acquisition, observed, distance: float, offsets: np.ndarray) ->
     Angular spectrum in the background; the detector positions must be uniformly spaced and the
     geometry rotating (the incident field is then the same on every line up to a phase).
     """
+    if not acq.rotating:
+        raise ValueError("refocus needs rotating=True (a tilted incident wave varies along the fixed line)")
     if not _is_uniform(acq):
         raise ValueError("detector_positions must be >= 2 increasing, uniformly spaced values for refocusing and "
                          "the backpropagation baselines")

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pdesurrogate.inversion import usct
+from pdesurrogate.inversion import ForwardModel, usct
 from solvers import Grid, acoustic, signals
 
 F0 = 1.0e6
@@ -120,9 +120,10 @@ RESUME_SCRIPT = """
 import sys, numpy as np
 sys.path.insert(0, {tests!r})
 from test_inversion_usct import make_case, RECIPE
-from pdesurrogate.inversion import usct
+from pdesurrogate.inversion import ForwardModel, usct
 acq, truth = make_case()
-usct.invert(acq, np.load({obs!r}), truth=truth, checkpoint_dir={ck!r}, **(RECIPE | {{"optimizer": "adam", "shots_per_iteration": 3}}))
+recipe = RECIPE | {{"optimizer": "adam", "shots_per_iteration": 3}}
+usct.invert(acq, np.load({obs!r}), truth=truth, checkpoint_dir={ck!r}, **recipe)
 """
 
 
@@ -182,6 +183,8 @@ def test_bad_input_is_rejected_before_compilation(case):
         usct.invert(acq, observed, forward="oracle")
     with pytest.raises(ValueError, match="needs surrogate"):
         usct.invert(acq, observed, forward="hybrid")
+    with pytest.raises(ValueError, match="external forward model must be of kind 'solver'"):
+        usct.invert(acq, observed, forward=ForwardModel(lambda c, shots: c, "surrogate"))
     with pytest.raises(ValueError, match="bands"):
         usct.invert(acq, observed, bands=(0.8e6, 0.5e6))
     with pytest.raises(ValueError, match="unstable"):

@@ -109,9 +109,11 @@ class Stage:
         if isinstance(self.iterations, bool) or not isinstance(self.iterations, int) or self.iterations < 0:
             raise ValueError(f"stage {self.name!r}: iterations must be an integer >= 0, got {self.iterations!r}")
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"stage {self.name!r}: optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
+            raise ValueError(f"stage {self.name!r}: optimizer must be one of {list(OPTIMIZERS)}, "
+                             f"got {self.optimizer!r}")
         if not (np.isfinite(self.learning_rate) and self.learning_rate > 0):
-            raise ValueError(f"stage {self.name!r}: learning_rate must be a finite number > 0, got {self.learning_rate!r}")
+            raise ValueError(f"stage {self.name!r}: learning_rate must be a finite number > 0, "
+                             f"got {self.learning_rate!r}")
         k = self.items_per_iteration
         if k is not None and (isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n_items):
             raise ValueError(f"stage {self.name!r}: items_per_iteration must be None or an integer in [1, {n_items}], "
@@ -314,7 +316,8 @@ def _validate_run(stages: list[Stage], initial: np.ndarray, n_items: int, bounds
     bounds.check("initial", initial)
 
 
-def _precondition(precondition: np.ndarray | Preconditioner | None, m: np.ndarray, stage: Stage) -> tuple[np.ndarray, int]:
+def _precondition(precondition: np.ndarray | Preconditioner | None, m: np.ndarray,
+                  stage: Stage) -> tuple[np.ndarray, int]:
     """``(s, solver_calls)``: the normalised square root of the stage's diagonal preconditioner."""
     if precondition is None:
         return np.ones_like(m), 0
@@ -386,8 +389,9 @@ def run(stages: list[Stage], initial: np.ndarray, *, n_items: int, bounds: Bound
         if resumed:
             ref, s, x = (jnp.asarray(saved[k]) for k in ("ref", "s", "x"))
             template = program.optimizer.init(x)
+            n_leaves = len(jax.tree.leaves(template))
             opt_state = jax.tree.unflatten(jax.tree.structure(template),
-                                           [jnp.asarray(saved[f"opt_{i}"]) for i in range(len(jax.tree.leaves(template)))])
+                                           [jnp.asarray(saved[f"opt_{i}"]) for i in range(n_leaves)])
             centre = Centre(*(jnp.asarray(saved[f"centre_{k}"]) for k in Centre._fields)) \
                 if "centre_m" in saved else None
         else:

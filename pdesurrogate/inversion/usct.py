@@ -479,7 +479,7 @@ def _positive(name: str, value: Any) -> float:
     return v
 
 
-def invert(acq: Acquisition, observed: np.ndarray, forward: str = "solver", surrogate: Any = None,
+def invert(acq: Acquisition, observed: np.ndarray, forward: str | ForwardModel = "solver", surrogate: Any = None,
            water: np.ndarray | None = None, initial: float | np.ndarray = 1500.0,
            density: float | np.ndarray = 1000.0, bounds: tuple[float, float] = (1400.0, 1700.0),
            truth: np.ndarray | None = None, *, bands: tuple[float, ...] | None = None,
@@ -494,7 +494,9 @@ def invert(acq: Acquisition, observed: np.ndarray, forward: str = "solver", surr
 
     Args:
         acq: the acquisition; observed: ``(n_shots, nt, n_el)`` traces in Pa.
-        forward: ``"solver"``, ``"surrogate"`` or ``"hybrid"``.
+        forward: ``"solver"``, ``"surrogate"`` or ``"hybrid"``, or an external solver-kind
+            :class:`~pdesurrogate.inversion.ForwardModel` (e.g. jwave, as a baseline) that replaces the
+            reference solver; with ``water`` the wavelet is estimated from its own water traces.
         surrogate: a :class:`~pdesurrogate.surrogate.TraceOperator` or its run directory (surrogate, hybrid).
         water: ``(n_shots, nt, n_el)`` traces recorded in water only (wavelet estimation), or ``None``.
         initial: starting sound speed (m/s), scalar or ``grid.shape``, inside ``bounds``.
@@ -518,8 +520,13 @@ def invert(acq: Acquisition, observed: np.ndarray, forward: str = "solver", surr
         scheme, fd_order, pml_size: the solver's discretisation (:class:`SolverSettings`).
         seed: seed of the shot subsets; checkpoint_dir: resumable state; progress: progress bar.
     """
+    external = forward if isinstance(forward, ForwardModel) else None
+    if external is not None:
+        if external.kind != "solver":
+            raise ValueError(f"an external forward model must be of kind 'solver', got {external.kind!r}")
+        forward = "solver"
     if forward not in FORWARDS:
-        raise ValueError(f"forward must be one of {list(FORWARDS)}, got {forward!r}")
+        raise ValueError(f"forward must be one of {list(FORWARDS)} or a ForwardModel, got {forward!r}")
     if hybrid not in HYBRIDS:
         raise ValueError(f"hybrid must be one of {list(HYBRIDS)}, got {hybrid!r}")
     if precondition not in PRECONDITIONERS:
@@ -552,7 +559,7 @@ def invert(acq: Acquisition, observed: np.ndarray, forward: str = "solver", surr
     _check_stable(acq, settings, box.upper)
     regularizer = TotalVariation(tv, _positive("tv_epsilon", tv_epsilon)) if tv else None
 
-    solver = solver_forward(acq, settings, rho)
+    solver = external or solver_forward(acq, settings, rho)
     operator = None
     if forward != "solver":
         operator = _load_operator(surrogate)
@@ -565,9 +572,9 @@ def invert(acq: Acquisition, observed: np.ndarray, forward: str = "solver", surr
     nf = _nfft(acq.nt) // 2 + 1
     wavelet = np.ones((acq.n_shots, nf), np.complex128)
     if water is not None:
-        if forward == "surrogate":  # the surrogate's own water response: no solver run needed
-            sur = surrogate_forward(acq, operator, rho)
-            modelled_water = np.asarray(jax.jit(sur.predict)(jnp.asarray(water_c), jnp.arange(acq.n_shots)))
+        if forward == "surrogate" or external is not None:  # the forward model's own water response
+            own = external or surrogate_forward(acq, operator, rho)
+            modelled_water = np.asarray(jax.jit(own.predict)(jnp.asarray(water_c), jnp.arange(acq.n_shots)))
         elif modelled_water is None:
             modelled_water = simulate(acq, acoustic.Medium(sound_speed=WATER_SOUND_SPEED, density=rho),
                                       scheme=scheme, fd_order=fd_order, pml_size=settings.pml_size)
@@ -672,9 +679,9 @@ def save_outputs(acq: Acquisition, result: USCTResult, observed: np.ndarray, out
 
 
 CONFIG_KEYS = ("forward", "surrogate", "initial", "density", "bounds", "bands", "iterations", "optimizer",
-               "learning_rate", "shots_per_iteration", "tv", "tv_epsilon", "precondition", "per_emitter_wavelet",
-               "min_offset", "hybrid", "refresh_every", "solver_iterations", "trust_radius", "scale", "scheme", "fd_order",
-               "pml_size", "seed", "checkpoint", "progress")
+               "learning_rate", "shots_per_iteration", "tv", "tv_epsilon", "precondition",
+               "per_emitter_wavelet", "min_offset", "hybrid", "refresh_every", "solver_iterations",
+               "trust_radius", "scale", "scheme", "fd_order", "pml_size", "seed", "checkpoint", "progress")
 OBSERVED_KEYS = ("traces", "shape", "spacing", "elements", "signal", "dt")
 
 

@@ -155,7 +155,9 @@ def test_backpropagation_conventions():
 
 
 def test_inversion_beats_rytov_on_strong_cylinder(acquisition, tmp_path):
-    """Delta n = 0.1, radius 130 nm, data from FDTD on a 2x finer grid: 12 L-BFGS iterations of the
+    """Delta n = 0.1, radius 130 nm, data from FDTD on a 2x finer grid: 8 L-BFGS iterations of the FDTD
+    inversion reach <= 0.75x Rytov's rel_error (measured 0.44 vs 0.70); the history has the contract's
+    columns; a second call with the same checkpoint directory returns the finished state."""Delta n = 0.1, radius 130 nm, data from FDTD on a 2x finer grid: 12 L-BFGS iterations of the
     FDTD inversion reach <= 0.75x Rytov's rel_error (measured 0.42 vs 0.65 for a 150 nm disc at 15 iterations); the
     history has the contract's columns; a resumed run continues from its checkpoint."""
     fine = Grid((127, 127), 1.25e-8)
@@ -164,14 +166,14 @@ def test_inversion_beats_rytov_on_strong_cylinder(acquisition, tmp_path):
     obs = np.asarray(optics.simulate(acq_fine, jnp.asarray(_cylinder(fine, NB + 0.1, 1.3e-7, OFFSET), jnp.float32)))
     truth = _cylinder(GRID, NB + 0.1, 1.3e-7, OFFSET)
     r_rytov = optics.rel_error(acquisition, optics.rytov(acquisition, obs), truth)
-    res = optics.invert(acquisition, obs, truth=truth, iterations=12, progress=False, checkpoint_dir=tmp_path)
+    res = optics.invert(acquisition, obs, truth=truth, iterations=8, progress=False, checkpoint_dir=tmp_path)
     assert res.refractive_index.shape == GRID.shape
     h = res.history
     assert {"iteration", "misfit", "seconds", "solver_calls", "surrogate_calls", "rel_error"} <= set(h[0])
     assert h[-1]["misfit"] < 0.05 * h[0]["misfit"] and h[-1]["surrogate_calls"] == 0
     assert h[-1]["rel_error"] <= 0.75 * r_rytov, (h[-1]["rel_error"], r_rytov)
     assert np.all(res.refractive_index[~acquisition.field_of_view()] == NB)
-    again = optics.invert(acquisition, obs, truth=truth, iterations=12, progress=False, checkpoint_dir=tmp_path)
+    again = optics.invert(acquisition, obs, truth=truth, iterations=8, progress=False, checkpoint_dir=tmp_path)
     np.testing.assert_array_equal(again.refractive_index, res.refractive_index)
 
 

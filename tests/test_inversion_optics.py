@@ -157,9 +157,7 @@ def test_backpropagation_conventions():
 def test_inversion_beats_rytov_on_strong_cylinder(acquisition, tmp_path):
     """Delta n = 0.1, radius 130 nm, data from FDTD on a 2x finer grid: 8 L-BFGS iterations of the FDTD
     inversion reach <= 0.75x Rytov's rel_error (measured 0.44 vs 0.70); the history has the contract's
-    columns; a second call with the same checkpoint directory returns the finished state."""Delta n = 0.1, radius 130 nm, data from FDTD on a 2x finer grid: 12 L-BFGS iterations of the
-    FDTD inversion reach <= 0.75x Rytov's rel_error (measured 0.42 vs 0.65 for a 150 nm disc at 15 iterations); the
-    history has the contract's columns; a resumed run continues from its checkpoint."""
+    columns; a second call with the same checkpoint directory returns the finished state."""
     fine = Grid((127, 127), 1.25e-8)
     acq_fine = optics.Acquisition(fine, LAM, NB, ANGLES, acquisition.detector_positions, 4e-7, max_index=1.45,
                                   pml_size=20, tfsf_margin=8)

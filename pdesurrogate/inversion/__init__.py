@@ -20,10 +20,11 @@ misfits and ``invert``, and a ``run_config(config, observed_path, out_dir)`` for
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Any
 
 # modality -> "module:function", the function (config: dict, observed_path, out_dir) -> dict summary
-MODALITIES = {"usct": "pdesurrogate.inversion.usct:run_config"}
+MODALITIES = {"usct": "pdesurrogate.inversion.usct:run_config", "optics": "pdesurrogate.inversion.optics:run_config"}
 
 _LAZY = {"Bounds": "regularization", "TotalVariation": "regularization", "Corrected": "forward",
          "ForwardModel": "forward", "Centre": "loop", "InversionResult": "loop", "Stage": "loop", "run": "loop"}
@@ -44,3 +45,19 @@ def run_modality(modality: str, config: dict[str, Any], observed_path: str, out_
         raise ValueError(f"modality must be one of {sorted(MODALITIES)}, got {modality!r}")
     module, function = MODALITIES[modality].split(":")
     return getattr(importlib.import_module(module), function)(config, observed_path, out_dir)
+
+
+def read_observed_npz(path: str | Path, required: tuple[str, ...], optional: tuple[str, ...]) -> dict[str, Any]:
+    """The arrays of a ``pdesurrogate invert`` observed-data file, by name; ``ValueError`` when the
+    file is missing or lacks a ``required`` array (the message lists ``required`` and ``optional``)."""
+    import numpy as np
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"observed file not found: {path}")
+    with np.load(path) as z:
+        data = {k: z[k] for k in z.files}
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise ValueError(f"{path} lacks {missing}; it must hold {list(required)} (+ optional {list(optional)})")
+    return data

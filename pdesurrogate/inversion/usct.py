@@ -49,6 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pdesurrogate.inversion import read_observed_npz
 from pdesurrogate.inversion.forward import Corrected, ForwardModel
 from pdesurrogate.inversion.loop import Stage, run
 from pdesurrogate.inversion.regularization import Bounds, TotalVariation
@@ -688,15 +689,7 @@ def read_observed(path: str | Path) -> tuple[Acquisition, np.ndarray, dict[str, 
     """``(acquisition, traces, extras)`` from an ``.npz`` holding ``traces`` ``(n_shots, nt, n_el)``,
     the acquisition (``shape``, ``spacing`` m, ``elements`` m, ``signal``, ``dt`` s, optional
     ``emitters``) and optionally ``water``, ``truth`` and ``density``."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"observed file not found: {path}")
-    with np.load(path) as z:
-        data = {k: z[k] for k in z.files}
-    missing = [k for k in OBSERVED_KEYS if k not in data]
-    if missing:
-        raise ValueError(f"{path} lacks {missing}; it must hold {list(OBSERVED_KEYS)} (+ optional emitters, water, "
-                         f"truth, density)")
+    data = read_observed_npz(path, OBSERVED_KEYS, ("emitters", "water", "truth", "density"))
     traces = data["traces"]
     grid = Grid(tuple(int(n) for n in data["shape"]), float(data["spacing"]))
     acq = Acquisition(grid, data["elements"], data["signal"], float(data["dt"]), int(np.shape(traces)[1]),

@@ -187,7 +187,7 @@ def run_name(recipe: Recipe, modes: int, steps: int) -> str:
 
 
 def train_check(data_dir: Path, work: Path, recipe: Recipe, modes: int, steps: int) -> dict[str, Any]:
-    from pdesurrogate.cli.train import train_run
+    from training.run import train_run
     from pdesurrogate.models import num_params
     from pdesurrogate.surrogate import load_run_model
     from training.evaluation import evaluate_run

@@ -17,11 +17,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from pdesurrogate import Surrogate
-from pdesurrogate.cli.demo import DEMO_EXPERIMENT
-from pdesurrogate.cli.train import train_run
 from solvers import acoustic
 from training.data import Loader, generate, open_dataset
+from training.demo import DEMO_EXPERIMENT
 from training.evaluation import evaluate_run
+from training.run import train_run
 
 work = Path(tempfile.mkdtemp(prefix="pdesurrogate-walkthrough-"))
 experiment = copy.deepcopy(DEMO_EXPERIMENT)  # the settings of `pdesurrogate demo`

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["FieldOperator", "Surrogate", "TraceOperator"]
+__all__ = ["FieldOperator", "Surrogate", "TraceOperator", "load"]
 
 
 def __getattr__(name: str) -> Any:

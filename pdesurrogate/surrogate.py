@@ -17,7 +17,8 @@ Both are equinox modules (pytrees) holding the network state and the medium, so 
 and ``grad`` compose with them; gradients with respect to the medium flow through
 :meth:`Surrogate.with_medium` / the ``medium`` argument. Computation follows the input dtype.
 Both restore from a training run directory (``pdesurrogate train`` output) in a fresh process
-with ``load(run_dir)``; the run's ``surrogate.json`` records what the network was trained on.
+with ``load(run_dir)``; the run's ``surrogate.json`` records what the network was trained on, and
+:func:`load` restores any run as the class it names.
 """
 
 from __future__ import annotations
@@ -172,7 +173,8 @@ class Surrogate(StepperModule):
         """
         spec = read_spec(run_dir)
         if spec["task"] != "stepper":
-            raise ValueError(f"{run_dir} holds a {spec['task']!r} surrogate; use FieldOperator.load")
+            raise ValueError(f"{run_dir} holds a {spec['task']!r} surrogate; use FieldOperator.load "
+                             f"(or pdesurrogate.surrogate.load for any kind)")
         model, _ = load_run_model(run_dir, checkpoint)
         return cls(model, Grid(tuple(spec["shape"]), spec["spacing"]), medium, spec["solver_dt"],
                    spec["macro_steps"], spec["reversal_signs"], residual=spec["residual_step"],
@@ -311,7 +313,8 @@ class FieldOperator(StepperModule):
         if spec["task"] == "traces" and cls is FieldOperator:
             return TraceOperator.load(run_dir, checkpoint=checkpoint)
         if spec["task"] != "field":
-            raise ValueError(f"{run_dir} holds a {spec['task']!r} surrogate; use Surrogate.load")
+            raise ValueError(f"{run_dir} holds a {spec['task']!r} surrogate; use Surrogate.load "
+                             f"(or pdesurrogate.surrogate.load for any kind)")
         model, _ = load_run_model(run_dir, checkpoint)
         offset = np.load(Path(run_dir) / spec["offset_file"]) if spec.get("offset_file") else None
         return cls(model, Grid(tuple(spec["shape"]), spec["spacing"]), complex_output=spec["complex_output"],
@@ -444,3 +447,22 @@ class TraceOperator(FieldOperator):
         for e in idx:
             self._element(e)
         return jax.vmap(lambda e: self(medium, e))(jnp.asarray(idx, jnp.int32))
+
+
+# surrogate.json "task" -> the class that restores it (one line per deployed surrogate kind)
+SURROGATES: dict[str, type[StepperModule]] = {"stepper": Surrogate, "field": FieldOperator, "traces": TraceOperator}
+
+
+def load(run_dir: str | Path, *, checkpoint: str = "best") -> Surrogate | FieldOperator:
+    """Any trained surrogate of a training run directory, restored as the class its
+    ``surrogate.json`` ``task`` names (:data:`SURROGATES`): a :class:`Surrogate`, a
+    :class:`FieldOperator` or a :class:`TraceOperator`.
+
+    Args:
+        run_dir: ``pdesurrogate train`` output (``surrogate.json`` and orbax checkpoints).
+        checkpoint: ``"best"`` (validation) or ``"last"``.
+    """
+    spec = read_spec(run_dir)
+    if spec.get("task") not in SURROGATES:
+        raise ValueError(f"{run_dir}: surrogate.json task must be one of {list(SURROGATES)}, got {spec.get('task')!r}")
+    return SURROGATES[spec["task"]].load(run_dir, checkpoint=checkpoint)

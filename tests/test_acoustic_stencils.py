@@ -53,6 +53,27 @@ def test_dispersion_stability_bound_and_bad_input():
         operators.fd_coefficients(4, "dispersion")
 
 
+@pytest.mark.parametrize("fd", [{"fd_order": 8}, {"fd_coefficients": "dispersion"}])
+def test_pstd_rejects_stencil_settings_it_would_ignore(fd):
+    """One rule for every entry point: ``pstd`` has no stencil, so a non-default ``fd_order`` or
+    ``fd_coefficients`` raises (the data config and the simulate config say the same)."""
+    from pdesurrogate.config import parse
+    from training.simulation.acoustic import AcousticSimulation
+
+    grid = Grid((32, 32), 1e-4)
+    water = acoustic.Medium(1500.0, 1000.0)
+    message = "fd_order / fd_coefficients: they set the fd stencil"
+    with pytest.raises(ValueError, match=message):
+        acoustic.time_axis(grid, water, 1e-6, scheme="pstd", **fd)
+    with pytest.raises(ValueError, match=message):
+        acoustic.Stepper(grid, water, scheme="pstd", **fd)
+    with pytest.raises(ValueError, match=message):
+        acoustic.simulate(grid, water, 1e-6, p0=np.zeros((32, 32)), scheme="pstd", **fd)
+    with pytest.raises(ValueError, match=r"^config\.simulation\.fd_order / fd_coefficients"):
+        parse(AcousticSimulation, {"simulation": {"scheme": "pstd", **fd}}, "config")
+    acoustic.Stepper(grid, water, scheme="pstd", fd_order=4, fd_coefficients="taylor")  # the defaults pass
+
+
 def test_dispersion_stencil_follows_a_traced_time_step():
     """The coefficients are interpolated in the Courant number, so a traced dt (vmap over time
     steps) gives each run its own stencil, as separate runs do."""

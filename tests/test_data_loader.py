@@ -78,21 +78,23 @@ def test_incomplete_dataset_refused(tmp_path):
 
 
 def test_task_layout_for_the_trainer(tmp_path):
-    from training.data.tasks import reversal_signs, task_fields, task_stats, to_task_batch
+    from training.tasks import get_task, reversal_signs
+
+    stepper = get_task("stepper")
 
     data = {"scenario": "acoustic_stepper", "num_samples": 4, "batch_size": 4, "shape": [24, 24],
             "phantom": {"kind": "grf"}, "acoustic": {"pml_size": 4, "n_frames": 2, "save_every": 2}}
     generate(data, tmp_path / "st", progress=False)
     ds = open_dataset(tmp_path / "st")
-    lo = Loader(ds, 2, fields=task_fields("stepper", ds.fields), process_index=0, process_count=1)
-    batch = to_task_batch(next(iter(lo.epoch(0))), "stepper")
+    lo = Loader(ds, 2, fields=stepper.fields(ds.fields), process_index=0, process_count=1)
+    batch = stepper.to_batch(next(iter(lo.epoch(0))))
     assert batch["state"].shape == (2, 3, 3, 24, 24) and batch["medium"].shape == (2, 2, 24, 24)
     raw = ds[int(next(iter(lo.epoch(0)))["index"][0])]
     np.testing.assert_array_equal(batch["state"][0, :, 0], raw["pressure"])
     np.testing.assert_array_equal(batch["state"][0, :, 2], raw["velocity"][:, 1])
     np.testing.assert_array_equal(batch["medium"][0, 1], raw["density"])
-    stats = task_stats(lo.stats, "stepper", ndim=2)
+    stats = stepper.stats(lo.stats, ndim=2)
     assert len(stats["state"]["mean"]) == 3 and stats["medium"]["std"][0] == lo.stats["sound_speed"]["std"]
     assert reversal_signs(ds.fields, 2) == [1.0, -1.0, -1.0]
     with pytest.raises(ValueError, match="needs dataset fields"):
-        task_fields("field", ds.fields)
+        get_task("field").fields(ds.fields)

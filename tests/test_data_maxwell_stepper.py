@@ -9,7 +9,7 @@ import pytest
 
 from training.data import Loader, generate, open_dataset, parse_data_config
 from training.data.scenarios import build
-from training.data.tasks import reversal_signs, task_fields, task_stats, to_task_batch
+from training.tasks import get_task, reversal_signs
 
 SAVE_EVERY, N_FRAMES, PML = 3, 3, 4
 DATA = {"scenario": "maxwell_stepper", "num_samples": 3, "batch_size": 2, "shape": [32, 32], "spacing": 4e-8,
@@ -82,21 +82,21 @@ def test_samples_reproduce_from_config_seed_index(ds, tmp_path):
 
 
 def test_stepper_task_layout_and_stats(ds):
-    fields = task_fields("stepper", ds.fields)
+    fields = get_task("stepper").fields(ds.fields)
     assert fields == ["ez", "h", "permittivity"]
     loader = Loader(ds, 2, fields=fields, process_index=0, process_count=1)
     raw = next(iter(loader.epoch(0)))
-    batch = to_task_batch(raw, "stepper")
+    batch = get_task("stepper").to_batch(raw)
     assert batch["state"].shape == (2, N_FRAMES + 1, 3, 32, 32) and batch["medium"].shape == (2, 1, 32, 32)
     np.testing.assert_array_equal(batch["state"][:, :, 0], raw["ez"])
     np.testing.assert_array_equal(batch["state"][:, :, 1:], raw["h"])
     np.testing.assert_array_equal(batch["medium"][:, 0], raw["permittivity"])
     assert reversal_signs(ds.fields, 2) == [1.0, -1.0, -1.0]
-    stats = task_stats(loader.stats, "stepper", ndim=2)
+    stats = get_task("stepper").stats(loader.stats, ndim=2)
     assert stats["state"]["std"] == [loader.stats["ez"]["std"]] + [loader.stats["h"]["std"]] * 2
     assert stats["medium"]["mean"] == [loader.stats["permittivity"]["mean"]]
     with pytest.raises(ValueError, match="needs dataset fields"):
-        task_fields("field", ds.fields)
+        get_task("field").fields(ds.fields)
 
 
 def test_reversal_signs_undo_a_lossless_trajectory():
@@ -112,7 +112,7 @@ def test_reversal_signs_undo_a_lossless_trajectory():
     inputs, _ = scenario.inputs(0)
     out = jax.jit(scenario.simulate)({k: inputs[k] for k in scenario.device_inputs})
     batch = {k: np.asarray(v)[None] for k, v in out.items()} | {"permittivity": inputs["permittivity"][None]}
-    state = to_task_batch(batch, "stepper")["state"][0]  # (T, 3, 32, 32)
+    state = get_task("stepper").to_batch(batch)["state"][0]  # (T, 3, 32, 32)
     signs = np.asarray(reversal_signs(scenario.fields, 2))[:, None, None]
     flipped = signs * state[-1]
     stepper = maxwell.Stepper(Grid((32, 32), 4e-8), maxwell.Medium(permittivity=inputs["permittivity"]))
@@ -140,16 +140,16 @@ def test_training_wires_the_yee_residual(ds):
     the stored frames in the trainer's scaled units, and not on frames one step off."""
     import jax.numpy as jnp
 
-    from pdesurrogate.cli.train import build_run
+    from training.run import build_run
     from training.physics import YeeResidual
 
     toml = {"model": {"kind": "fno", "modes": 4, "width": 4, "depth": 1},
             "train": {"steps": 2, "batch_size": 1, "warmup_steps": 0, "loss": {"data": 1.0, "residual": 0.1}}}
     run = build_run(toml, ds.path, steps=2)
-    residual = run["residual_fn"]
+    residual = run.residual_fn
     assert isinstance(residual, YeeResidual) and residual.substeps == SAVE_EVERY
     s = ds[0]
-    scales = jnp.asarray(run["spec"]["state_scales"]).reshape(1, 3, 1, 1)
+    scales = jnp.asarray(run.spec["state_scales"]).reshape(1, 3, 1, 1)
     states = jnp.asarray(np.concatenate([s["ez"][:, None], s["h"]], 1)) * scales
     medium = jnp.asarray(s["permittivity"][None])
     rms = lambda r: float(jnp.sqrt(jnp.mean(r**2)))  # noqa: E731

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pdesurrogate.cli.simulate_maxwell import simulate_maxwell
+from training.simulation import simulate_maxwell
 from pdesurrogate.config import load_toml
 
 SMALL = {

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pdesurrogate import FieldOperator, Surrogate
+from pdesurrogate import FieldOperator, Surrogate, load
 from pdesurrogate.models import build_model, save_model
 from solvers import Grid, acoustic
 from solvers.points import PointSampler
@@ -179,3 +179,7 @@ def test_restore_in_a_fresh_process_gives_identical_outputs(tmp_path):
         Surrogate.load(field_run)
     with pytest.raises(ValueError, match="not a surrogate training run"):
         FieldOperator.load(tmp_path)
+    # one loader for any run: the class its surrogate.json names
+    assert type(load(stepper_run)) is Surrogate and type(load(field_run)) is FieldOperator
+    with pytest.raises(ValueError, match="not a surrogate training run"):
+        load(tmp_path)

@@ -92,7 +92,7 @@ def test_distance_channels():
 
 @pytest.fixture(scope="module")
 def usct_run(tmp_path_factory):
-    from pdesurrogate.cli.train import train_run
+    from training.run import train_run
     from training.data import generate
 
     root = tmp_path_factory.mktemp("usct")
@@ -104,11 +104,11 @@ def usct_run(tmp_path_factory):
 def test_water_traces_match_an_independent_solver_call(usct_run):
     from solvers import Grid, acoustic, signals
     from training.data import open_dataset, scenarios
-    from training.evaluation import homogeneous_response
+    from training.tasks.traces import water_traces
 
     root, _ = usct_run
     ds = open_dataset(root / "data")
-    water = homogeneous_response(ds)
+    water = water_traces(ds)
     cfg = ds.config
     assert water.shape == (16, ds.fields["traces"].shape[1], 16)
     ring = scenarios.ring_elements(cfg)
@@ -128,7 +128,7 @@ def test_water_traces_match_an_independent_solver_call(usct_run):
 def test_trace_operator_trains_restores_and_evaluates(usct_run, tmp_path):
     import csv
 
-    from pdesurrogate import FieldOperator, TraceOperator
+    from pdesurrogate import FieldOperator, TraceOperator, load
     from training.data import open_dataset
     from training.evaluation import evaluate_run
 
@@ -138,7 +138,7 @@ def test_trace_operator_trains_restores_and_evaluates(usct_run, tmp_path):
     assert last < 0.5 * first, (first, last)  # the scattered traces are being learned
 
     op = FieldOperator.load(root / "run")  # a USCT run restores as its trace operator
-    assert isinstance(op, TraceOperator)
+    assert isinstance(op, TraceOperator) and type(load(root / "run")) is TraceOperator
     ds = open_dataset(root / "data")
     sample = ds[len(ds) - 1]
     medium = jnp.stack([jnp.asarray(sample["sound_speed"]), jnp.asarray(sample["density"])])

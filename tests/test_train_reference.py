@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import jax
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -89,3 +90,27 @@ def test_ablation_stage_trains_no_reference_run_it_does_not_reuse(tmp_path, monk
     assert results["stage_device"]["ablation"].startswith(results["device"])
     table = (tmp_path / f"surrogates_{jax.default_backend()}_budget.md").read_text()
     assert f"| ablation | {results['stage_seconds']['ablation']:.0f} | {results['stage_device']['ablation']} |" in table
+
+
+@pytest.mark.parametrize("trains", [False, True])
+def test_a_rerun_that_trains_nothing_keeps_the_stage_time(tmp_path, monkeypatch, trains):
+    """A stage's recorded wall time is that of the call that trained it: a later call that trains
+    and generates nothing (e.g. a speed-only rerun) leaves it; one that trains replaces it."""
+    tr = _script()
+
+    def fake_run(exp, data, run):
+        if trains:
+            (run / "checkpoints" / "300").mkdir(parents=True, exist_ok=True)
+        return run
+
+    monkeypatch.setattr(tr, "ensure_dataset", lambda data, path: path)
+    monkeypatch.setattr(tr, "ensure_run", fake_run)
+    monkeypatch.setattr(tr, "evaluated", lambda run, data: _fake_evaluation())
+    previous = tmp_path / f"surrogates_{jax.default_backend()}_budget.json"
+    previous.write_text(json.dumps({"stage_seconds": {"ablation": 1645.0},
+                                    "stage_device": {"ablation": "cpu cpu, 2026-11-26"}}))
+    assert tr.main(["--budget", "--stages", "ablation", "--work", str(tmp_path / "work"),
+                    "--results", str(tmp_path)]) == 0
+    results = json.loads(previous.read_text())
+    assert (results["stage_seconds"]["ablation"] == 1645.0) != trains
+    assert (results["stage_device"]["ablation"] == "cpu cpu, 2026-11-26") != trains

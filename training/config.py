@@ -34,6 +34,7 @@ from typing import Any
 from pdesurrogate.config import spec
 
 from .losses import LossWeights
+from .tasks import TASKS, get_task
 
 _KIND_FIELDS = {
     "fno": {"modes", "width", "depth", "padding", "coord_features", "projection_channels"},
@@ -91,7 +92,7 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation, checkpointing, logging and loss settings of one training run."""
 
-    task: str = field(default="stepper", metadata=spec(choices=("stepper", "field", "traces"),
+    task: str = field(default="stepper", metadata=spec(choices=tuple(TASKS),
                                                        doc="surrogate form (set from the dataset)"))
     steps: int = field(default=1000, metadata=spec(min=1, doc="optimizer steps in total"))
     batch_size: int = field(default=8, metadata=spec(min=1, doc="global batch size (samples per step)"))
@@ -130,18 +131,6 @@ class TrainConfig:
             raise ValueError(f"train.warmup_steps: must be < train.steps={self.steps}, got {self.warmup_steps}")
         if self.loss.time_reversal > 0 and self.reversal_signs is None:
             raise ValueError("train.reversal_signs: required when train.loss.time_reversal > 0")
-        if self.task != "stepper" and self.loss.time_reversal > 0:
-            raise ValueError("train.loss.time_reversal: only for task 'stepper'")
-        if self.task == "traces" and self.loss.residual > 0:
-            raise ValueError("train.loss.residual: the traces task has no physics residual (set it to 0)")
-        if self.task != "traces" and self.loss.reciprocity > 0:
-            raise ValueError("train.loss.reciprocity: only for task 'traces'")
         if self.solver_target and self.loss.residual == 0:
             raise ValueError("train.solver_target: it changes the wave residual, so it needs train.loss.residual > 0")
-        if self.task != "stepper":  # stepper-only settings must not be set and silently ignored
-            defaults = {f.name: f.default for f in dataclasses.fields(self)}
-            for name in ("unroll", "pushforward", "noise_std", "residual_step", "windows", "solver_target",
-                         "reversal_signs"):
-                if getattr(self, name) != defaults[name]:
-                    raise ValueError(f"train.{name}: a stepper setting; task {self.task!r} does not use it "
-                                     f"(remove it), got {getattr(self, name)!r}")
+        get_task(self.task).check_train(self)

@@ -4,7 +4,12 @@
 datasets: the first is the test set (the run's own dataset: its test split, which neither trained
 nor selected the checkpoint; any other: all samples); the others are extra test sets reported separately under ``splits``, keyed by
 their ``data.split`` (``rare_lesion``, ``ood_contrast``, ...). It writes ``evaluation.json``,
-``evaluation.md`` and PNG figures into ``out_dir`` and returns the JSON dict:
+``evaluation.md``, PNG figures and ``per_sample.npz`` into ``out_dir`` and returns the JSON dict.
+What is measured, and against which trivial baseline, is the surrogate kind's
+(:meth:`training.tasks.Task.evaluate`); ``per_sample.npz`` holds the first test set's per-evaluation
+``rel_l2`` and ``baseline_rel_l2`` behind the distributions, sample-major (each of its ``samples``
+contributes ``len(rel_l2) // len(samples)`` evaluations in a row: stepper one per macro step,
+trace operator one per shot). The JSON dict:
 
 - ``rel_l2``: per-sample relative L2 {n, mean, median, p95, p99, max} (stepper: one macro step from
   every frame of every trajectory, on the pressure; field operator: all phasors of a sample);
@@ -34,22 +39,17 @@ their ``data.split`` (``rare_lesion``, ``ood_contrast``, ...). It writes ``evalu
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from pdesurrogate.evaluation import metrics
-from pdesurrogate.evaluation.speed import compare, stepper_speed
-from pdesurrogate.models import FNO
-from pdesurrogate.surrogate import FieldOperator, Surrogate, TraceOperator, read_spec
-from training.data import open_dataset, phantoms, scenarios, task_fields, to_task_batch
-from training.losses import reciprocity_gap, reciprocity_pairs
-from training.physics import reversal_mask
+from pdesurrogate.io import save_figure, save_npz, subplots, write_json, write_text
+from pdesurrogate.surrogate import load, read_spec
+from training.data import open_dataset
+from training.tasks import get_task
 
 
 def _dataset(path: str | Path):
@@ -70,225 +70,11 @@ def _check_compatible(ds: Any, spec: dict[str, Any]) -> None:
     if list(ds.config.shape) != list(spec["shape"]) or not math.isclose(ds.config.spacing, spec["spacing"]):
         raise ValueError(f"dataset {ds.path} has grid {list(ds.config.shape)} x {ds.config.spacing} m; the surrogate "
                          f"was trained on {spec['shape']} x {spec['spacing']} m")
-    if spec["task"] == "stepper":
-        dt = float(ds.manifest["constants"]["dt"])
-        every = (ds.config.optics if spec.get("physics") == "maxwell" else ds.config.acoustic).save_every
-        if not math.isclose(dt, spec["solver_dt"], rel_tol=1e-6) or every != spec["macro_steps"]:
-            raise ValueError(f"dataset {ds.path} has dt={dt:.6g} s x {every} steps per frame; "
-                             f"the surrogate's macro step is {spec['solver_dt']:.6g} s x {spec['macro_steps']} "
-                             f"(pin data.acoustic.dt to the training set's)")
-    if spec["task"] == "traces":
-        ours, theirs = ds.manifest["constants"], spec["info"]
-        for key in ("dt", "nt", "emitters", "ring_radius_m", "frequency_hz", "signal"):
-            same = math.isclose(ours[key], theirs[key], rel_tol=1e-6) if isinstance(ours[key], float) else \
-                ours[key] == theirs[key]
-            if not same:
-                raise ValueError(f"dataset {ds.path} has {key}={ours[key]}; the trace operator was trained with "
-                                 f"{theirs[key]} (pin data.acoustic.dt / the ring to the training set's)")
-
-
-def _batches(ds: Any, idx: np.ndarray, fields: list[str], batch: int):
-    for s in range(0, len(idx), batch):
-        yield ds.read(idx[s:s + batch], fields)
-
-
-def _stats(per: dict[str, list[np.ndarray]]) -> dict[str, Any]:
-    return {k: metrics.distribution(np.concatenate(v)) if v else metrics.distribution([]) for k, v in per.items()}
-
-
-# ----- stepper ------------------------------------------------------------------------------------
-def evaluate_stepper(sur: Surrogate, ds: Any, idx: np.ndarray, stds: list[float], batch: int = 8,
-                     reversal_mask: np.ndarray | None = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Statistics of a learned stepper on samples ``idx`` of a trajectory dataset, plus arrays for figures.
-
-    ``reversal_mask`` (``grid.shape``; 0 in and next to the absorbing layer) restricts the
-    time-reversal inconsistency to where the physics is reversible, as the training loss does.
-    """
-    fields = task_fields("stepper", ds.fields) + ["lesion_mask"]
-
-    @jax.jit
-    def predict(states, media):
-        one = jax.vmap(lambda u, m: sur.with_medium(m).step(u))  # one macro step from every frame
-        B, T = states.shape[:2]
-        nxt = one(states[:, :-1].reshape(B * (T - 1), *states.shape[2:]),
-                  jnp.repeat(media, T - 1, axis=0)).reshape(B, T - 1, *states.shape[2:])
-
-        def roll(u0, m):
-            s = sur.with_medium(m)
-            return jax.lax.scan(lambda u, _: (s.step(u),) * 2, u0, None, length=T - 1)[1]
-
-        rolled = jax.vmap(roll)(states[:, 0], media)
-        # R Phi R Phi u from every frame (frame 0 alone has zero velocity, a special state)
-        tr = jax.vmap(lambda u, m: (lambda s: s.reverse(s.step(s.reverse(s.step(u)))))(sur.with_medium(m)))(
-            states.reshape(B * T, *states.shape[2:]), jnp.repeat(media, T, axis=0))
-        return nxt, rolled, tr
-
-    acc: dict[str, list[np.ndarray]] = {k: [] for k in ("one", "state", "base", "roi", "tr", "low", "mid", "high",
-                                                        "tail")}
-    fno = sur.model if isinstance(sur.model, FNO) else None
-    roll_err, roll_base = [], []
-    worst = {"err": -1.0}
-    for raw in _batches(ds, idx, fields, batch):
-        b = to_task_batch({k: v for k, v in raw.items() if k != "lesion_mask"}, "stepper")
-        states, media = jnp.asarray(b["state"]), jnp.asarray(b["medium"])
-        nxt, rolled, tr = jax.device_get(predict(states, media))
-        states = np.asarray(states)
-        B, T = states.shape[:2]
-        truth = states[:, 1:]
-        flat = lambda a: a.reshape(B * (T - 1), *a.shape[2:])  # noqa: E731
-        one = metrics.relative_l2(flat(nxt[:, :, 0]), flat(truth[:, :, 0]))
-        acc["one"].append(one)
-        acc["state"].append(metrics.normalised_relative_l2(flat(nxt), flat(truth), stds))
-        acc["base"].append(metrics.relative_l2(flat(states[:, :-1, 0]), flat(truth[:, :, 0])))
-        if fno is not None:
-            acc["tail"].append(metrics.spectral_tail(flat(truth[:, :, :1] - states[:, :-1, :1]), flat(truth[:, :, :1]),
-                                                      fno.spectral[0].modes, fno.padding))
-        for k, v in metrics.band_errors(flat(nxt[:, :, 0]), flat(truth[:, :, 0]), len(ds.config.shape)).items():
-            acc[k].append(v)
-        acc["roi"].append(metrics.roi_errors(nxt[:, :, 0], truth[:, :, 0], raw["lesion_mask"]))  # all steps
-        if states.shape[2] > 1:
-            w = 1.0 if reversal_mask is None else reversal_mask
-            acc["tr"].append(metrics.normalised_relative_l2(tr * w, states.reshape(tr.shape) * w, stds))
-        roll_err.append(np.stack([metrics.relative_l2(rolled[:, t, 0], truth[:, t, 0]) for t in range(T - 1)], 1))
-        roll_base.append(np.stack([metrics.relative_l2(states[:, 0, 0], truth[:, t, 0]) for t in range(T - 1)], 1))
-        i = int(np.argmax(one))
-        if one[i] > worst["err"]:
-            worst = {"err": float(one[i]), "pred": flat(nxt)[i, 0], "truth": flat(truth)[i, 0],
-                     "input": flat(states[:, :-1])[i, 0]}
-    s = _stats(acc)
-    out = {"rel_l2": s["one"], "rel_l2_state": s["state"], "baseline_rel_l2": s["base"],
-           "bands": {k: s[k] for k in metrics.BANDS}, "roi": s["roi"],
-           "time_reversal": s["tr"] if acc["tr"] else None,
-           "spectral_tail": s["tail"] if acc["tail"] else None,
-           "rollout": metrics.rollout_curve(np.concatenate(roll_err)),
-           "baseline_rollout": metrics.rollout_curve(np.concatenate(roll_base))}
-    return out, {"worst": worst, "one": np.concatenate(acc["one"]), "base": np.concatenate(acc["base"])}
-
-
-def stepper_solver(spec: dict[str, Any]):
-    """``(make, read)``: ``make(medium (M, *shape))`` -> the solver Stepper of the data (scheme, PML,
-    time step) and ``read(state)`` -> its channel-0 field (pressure or Ez)."""
-    from solvers import Grid, acoustic, maxwell
-
-    grid = Grid(tuple(spec["shape"]), spec["spacing"])
-    if spec.get("physics") == "maxwell":
-        def make_maxwell(m: jax.Array):
-            return maxwell.Stepper(grid, maxwell.Medium(permittivity=m[0]), pml_size=spec["pml_size"],
-                                   courant=spec["courant"])
-
-        return make_maxwell, lambda state: state.e[0]
-
-    def make(m: jax.Array):
-        return acoustic.Stepper(grid, acoustic.Medium(sound_speed=m[0], density=m[1]), scheme=spec["scheme"],
-                                pml_size=spec["pml_size"], dt=spec["solver_dt"], fd_order=spec.get("fd_order", 4),
-                                fd_coefficients=spec.get("fd_coefficients", "taylor"))
-
-    return make, lambda state: state.p
-
-
-# ----- field operator -----------------------------------------------------------------------------
-def homogeneous_response(ds: Any) -> np.ndarray:
-    """The solver's output for the homogeneous background medium: the field operators' trivial
-    baseline, and the offset they learn on top of.
-
-    - ``optics``: the incident fields ``(F, *shape)`` (background refractive index);
-    - ``usct``: the water traces ``(n_elements, nt, n_elements)`` with every ring element emitting
-      in turn (row ``e``: element ``e`` emits), so that any element's shot has its baseline.
-    """
-    config = ds.config
-    shape = tuple(config.shape)
-    if ds.manifest["scenario"] == "usct":
-        a = config.acoustic
-        sc = scenarios.build(dataclasses.replace(config, acoustic=dataclasses.replace(a, n_shots=a.n_elements)))
-        if not math.isclose(sc.constants["dt"], float(ds.manifest["constants"]["dt"]), rel_tol=1e-9):
-            raise ValueError(f"dataset {ds.path}: its time step differs from its config's (regenerate it)")
-        water = {"sound_speed": jnp.full(shape, phantoms.WATER_SOUND_SPEED, jnp.float32),
-                 "density": jnp.full(shape, phantoms.WATER_DENSITY, jnp.float32)}
-        return np.asarray(jax.jit(sc.simulate)(water)["traces"])
-    if ds.manifest["scenario"] != "optics":
-        raise ValueError(f"dataset scenario {ds.manifest['scenario']!r} has no field-operator baseline "
-                         f"(optics or usct)")
-    n_b = float(ds.manifest["constants"].get("background_index", 1.0))
-    out = jax.jit(scenarios.build(config).simulate)({"refractive_index": jnp.full(shape, n_b, jnp.float32)})
-    return np.asarray(out["field"])
-
-
-def evaluate_field(op: FieldOperator, ds: Any, idx: np.ndarray, batch: int = 8
-                   ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Statistics of a field operator on samples ``idx`` of an optics dataset."""
-    predict = jax.jit(jax.vmap(lambda m: op(m)))
-    incident = homogeneous_response(ds)
-    acc: dict[str, list[np.ndarray]] = {k: [] for k in ("one", "base", "roi", "low", "mid", "high")}
-    worst = {"err": -1.0}
-    for raw in _batches(ds, idx, ["refractive_index", "field", "lesion_mask"], batch):
-        media = jnp.asarray(raw["refractive_index"])[:, None]
-        pred = np.asarray(predict(media))
-        truth = raw["field"]
-        e = metrics.relative_l2(pred, truth)
-        acc["one"].append(e)
-        acc["base"].append(metrics.relative_l2(np.broadcast_to(incident, truth.shape), truth))
-        for k, v in metrics.band_errors(pred, truth, 2).items():
-            acc[k].append(v)
-        acc["roi"].append(metrics.roi_errors(pred, truth, raw["lesion_mask"]))
-        i = int(np.argmax(e))
-        if e[i] > worst["err"]:
-            worst = {"err": float(e[i]), "pred": np.real(pred[i, 0]), "truth": np.real(truth[i, 0]),
-                     "input": raw["refractive_index"][i]}
-    s = _stats(acc)
-    return ({"rel_l2": s["one"], "baseline_rel_l2": s["base"], "bands": {k: s[k] for k in metrics.BANDS},
-             "roi": s["roi"]},
-            {"worst": worst, "one": np.concatenate(acc["one"]), "base": np.concatenate(acc["base"])})
-
-
-# ----- USCT trace operator ------------------------------------------------------------------------
-def evaluate_traces(op: TraceOperator, ds: Any, idx: np.ndarray, batch: int = 8
-                    ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Statistics of a trace operator on samples ``idx`` of a ``usct`` dataset, per shot.
-
-    The baseline is the water traces of the same shot; the bands split each trace's temporal
-    spectrum around the source frequency (:func:`.metrics.frequency_band_index`). The emitting
-    element's own trace is left out of every statistic (:func:`training.data.scenarios.receiver_mask`).
-    """
-    emitters = np.asarray(ds.manifest["constants"]["emitters"])
-    predict = jax.jit(jax.vmap(lambda m: op.measure(m, emitters)))
-    keep = scenarios.receiver_mask(emitters, ds.fields["traces"].shape[-1])[:, None, :]  # (S, 1, n_elements)
-    water = np.where(keep, np.asarray(op.offset)[emitters], 0.0)  # (S, nt, n_elements)
-    c = ds.manifest["constants"]
-    band = metrics.frequency_band_index(ds.fields["traces"].shape[1], float(c["dt"]), float(c["frequency_hz"]))
-    acc: dict[str, list[np.ndarray]] = {k: [] for k in ("one", "base", "low", "mid", "high", "rec", "rec_data")}
-    worst = {"err": -1.0}
-    gap = jax.jit(jax.vmap(lambda t: jnp.sqrt(reciprocity_gap(t, emitters))))
-    has_pairs = len(reciprocity_pairs(emitters)[0]) > 0
-    for raw in _batches(ds, idx, ["sound_speed", "density", "traces"], batch):
-        media = jnp.stack([jnp.asarray(raw["sound_speed"]), jnp.asarray(raw["density"])], 1)
-        pred = np.where(keep, np.asarray(predict(media)), 0.0)
-        truth = np.where(keep, raw["traces"], 0.0)
-        B, S = truth.shape[:2]
-        flat = lambda a: a.reshape(B * S, *a.shape[2:])  # noqa: E731
-        e = metrics.relative_l2(flat(pred), flat(truth))
-        acc["one"].append(e)
-        acc["base"].append(metrics.relative_l2(flat(np.broadcast_to(water, truth.shape)), flat(truth)))
-        if has_pairs:
-            acc["rec"].append(np.asarray(gap(jnp.asarray(pred))))
-            acc["rec_data"].append(np.asarray(gap(jnp.asarray(truth))))
-        for k, v in metrics.band_errors(np.swapaxes(flat(pred), 1, 2), np.swapaxes(flat(truth), 1, 2), 1,
-                                        band=band).items():
-            acc[k].append(v)
-        i = int(np.argmax(e))
-        if e[i] > worst["err"]:
-            worst = {"err": float(e[i]), "pred": flat(pred)[i], "truth": flat(truth)[i],
-                     "input": raw["sound_speed"][i // S]}
-    s = _stats(acc)
-    return ({"rel_l2": s["one"], "baseline_rel_l2": s["base"], "bands": {k: s[k] for k in metrics.BANDS},
-             "roi": None, "reciprocity": s["rec"] if acc["rec"] else None,
-             "data_reciprocity": s["rec_data"] if acc["rec_data"] else None},
-            {"worst": worst, "one": np.concatenate(acc["one"]), "base": np.concatenate(acc["base"])})
+    get_task(spec["task"]).check_compatible(ds, spec)
 
 
 # ----- figures and report -------------------------------------------------------------------------
 def _figures(out_dir: Path, result: dict[str, Any], arrays: dict[str, Any]) -> list[str]:
-    from pdesurrogate.io import save_figure, subplots
-
     names = []
     fig, ax = subplots(figsize=(5.5, 3.8))
     bins = np.logspace(np.log10(max(min(arrays["one"].min(), arrays["base"].min()), 1e-6)),
@@ -346,7 +132,7 @@ def markdown(result: dict[str, Any]) -> str:
              "| metric | n | mean | median | p95 | p99 | max |", "|---|---|---|---|---|---|---|"]
     rows = [("rel L2 (one macro step / one pass)", result["rel_l2"]),
             ("rel L2, whole state (channels / std)", result.get("rel_l2_state")),
-            ("baseline rel L2 (persistence / incident field / water traces)", result["baseline_rel_l2"]),
+            (f"baseline rel L2 ({get_task(result['task']).baseline})", result["baseline_rel_l2"]),
             ("increment outside the FNO's modes (spectral tail)", result.get("spectral_tail")),
             ("ROI rel L2 (lesions + 3 cells)", result["roi"]),
             ("time-reversal inconsistency", result.get("time_reversal")),
@@ -374,10 +160,32 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def summary(result: dict[str, Any]) -> str:
+    """A few lines of :func:`evaluate_run`'s result: median / p95 / p99 / max of the surrogate and
+    the baseline, the extra test sets, the rollout end and the speed."""
+    r, b = result["rel_l2"], result["baseline_rel_l2"]
+    lines = [f"{'':22s}{'median':>10s}{'p95':>10s}{'p99':>10s}{'max':>10s}",
+             f"{'surrogate rel L2':22s}" + "".join(f"{r[k]:10.4g}" for k in ("median", "p95", "p99", "max")),
+             f"{'baseline rel L2':22s}" + "".join(f"{b[k]:10.4g}" for k in ("median", "p95", "p99", "max"))]
+    for name, split in result.get("splits", {}).items():
+        s = split["rel_l2"]
+        lines.append(f"{('[' + name + ']')[:22]:22s}" + "".join(f"{s[k]:10.4g}" for k in ("median", "p95", "p99", "max")))
+    if "rollout" in result:
+        ro = result["rollout"]
+        lines.append(f"rollout: median rel L2 after {ro['steps'][-1]} macro steps {ro['median'][-1]:.4g} "
+                     f"(persistence {result['baseline_rollout']['median'][-1]:.4g})")
+    sp = result.get("speed")
+    if sp:
+        parts = [f"{k} x{sp[k]['ratio']:.3g}" for k in ("forward", "forward_gradient") if k in sp]
+        lines.append(f"speed vs solver ({sp['platform']}, batch {sp['batch']}; >1 = surrogate faster): " + ", ".join(parts))
+    return "\n".join(lines)
+
+
 def evaluate_run(run_dir: str | Path, data_dirs: list[str | Path] | str | Path, out_dir: str | Path | None = None, *,
                  checkpoint: str = "best", max_samples: int | None = None, batch: int = 8, speed: bool = True,
                  speed_batch: int = 4, speed_gradient: bool = True) -> dict[str, Any]:
-    """Evaluate a training run on test datasets; writes JSON, markdown and PNGs to ``out_dir``.
+    """Evaluate a training run on test datasets; writes JSON, markdown, PNGs and the per-sample
+    errors (``per_sample.npz``) to ``out_dir``.
 
     Args:
         run_dir: the training run directory.
@@ -389,8 +197,6 @@ def evaluate_run(run_dir: str | Path, data_dirs: list[str | Path] | str | Path, 
         speed: time the surrogate against the reference solver (``speed_batch`` samples at once).
         speed_gradient: include forward + gradient timings.
     """
-    from pdesurrogate.io import write_json, write_text
-
     data_dirs = [data_dirs] if isinstance(data_dirs, (str, Path)) else list(data_dirs)
     if not data_dirs:
         raise ValueError("data_dirs must name at least one dataset")
@@ -398,54 +204,27 @@ def evaluate_run(run_dir: str | Path, data_dirs: list[str | Path] | str | Path, 
     spec = read_spec(run_dir)
     out_dir = Path(out_dir) if out_dir is not None else run_dir / "evaluation"
     out_dir.mkdir(parents=True, exist_ok=True)
-    task = spec["task"]
-    model = {"stepper": Surrogate, "field": FieldOperator, "traces": TraceOperator}[task].load(
-        run_dir, checkpoint=checkpoint)
-    stds = spec["state_std"] if task == "stepper" else None
+    task = get_task(spec["task"])
+    model = load(run_dir, checkpoint=checkpoint)
 
     def one(path: str | Path) -> tuple[dict[str, Any], dict[str, Any], Any, np.ndarray]:
         ds = _dataset(path)
         _check_compatible(ds, spec)
         idx = _test_indices(ds, spec, max_samples)
-        if task == "stepper":
-            mask = reversal_mask(tuple(spec["shape"]), int(spec.get("pml_size", 0)))
-            res, arrays = evaluate_stepper(model, ds, idx, stds, batch, reversal_mask=mask)
-        elif task == "traces":
-            res, arrays = evaluate_traces(model, ds, idx, batch)
-        else:
-            res, arrays = evaluate_field(model, ds, idx, batch)
+        res, arrays = task.evaluate(model, ds, idx, spec, batch)
         return res, arrays, ds, idx
 
     result, arrays, ds, idx = one(data_dirs[0])
-    result = {"run_dir": str(run_dir), "task": task, "data": str(data_dirs[0]), "checkpoint": checkpoint,
+    result = {"run_dir": str(run_dir), "task": task.name, "data": str(data_dirs[0]), "checkpoint": checkpoint,
               "device": f"{jax.default_backend()} {jax.devices()[0].device_kind}", **result, "splits": {}}
     for path in data_dirs[1:]:
         res, _, ds_x, _ = one(path)
         name = ds_x.config.split if getattr(ds_x.config, "split", None) else Path(path).name
         result["splits"][str(name)] = res
     if speed:
-        n = min(speed_batch, len(idx))
-        sample = ds.read(idx[:n])
-        if task == "stepper":
-            media = jnp.stack([jnp.asarray(sample[n]) for n in spec["medium_names"]], 1)
-            T = sample["ez" if spec.get("physics") == "maxwell" else "pressure"].shape[1]
-            make, read = stepper_solver(spec)
-            result["speed"] = stepper_speed(model, make, media, jnp.asarray(sample[spec.get("initial_field", "p0")]),
-                                            T - 1, gradient=speed_gradient, read=read)
-        elif task == "traces":
-            sim = scenarios.build(ds.config).simulate
-            media = jnp.stack([jnp.asarray(sample["sound_speed"]), jnp.asarray(sample["density"])], 1)
-            emitters = ds.manifest["constants"]["emitters"]
-            result["speed"] = compare(jax.vmap(lambda m: model.measure(m, emitters)),
-                                      jax.vmap(lambda m: sim({"sound_speed": m[0], "density": m[1]})["traces"]),
-                                      media, gradient=speed_gradient, repeats=2)
-        else:
-            sim = scenarios.build(ds.config).simulate
-            media = jnp.asarray(sample["refractive_index"])[:, None]
-            result["speed"] = compare(jax.vmap(lambda m: model(m)),
-                                      jax.vmap(lambda m: sim({"refractive_index": m[0]})["field"]), media,
-                                      gradient=speed_gradient, repeats=2)
+        result["speed"] = task.speed(model, ds, ds.read(idx[:min(speed_batch, len(idx))]), spec, speed_gradient)
     result["figures"] = _figures(out_dir, result, arrays)
+    save_npz(out_dir / "per_sample.npz", rel_l2=arrays["one"], baseline_rel_l2=arrays["base"], samples=idx)
     write_json(out_dir / "evaluation.json", result)
     write_text(out_dir / "evaluation.md", markdown(result))
     return result

@@ -10,7 +10,7 @@ the interface
   given the loader's seed and ``e``, skipping the first ``start`` batches; every array has the
   batch on its leading axis (the process-local part of the global batch on multi-host runs);
 - ``loader.stats``: ``{field: {"mean", "std"}}`` (per-channel model normalisation comes from
-  :func:`training.data.task_stats`).
+  :meth:`training.tasks.Task.stats`).
 
 Two counters drive the loop:
 
@@ -73,7 +73,7 @@ from pdesurrogate.progress import Progress
 
 from .checkpoint import CheckpointStore
 from .config import TrainConfig
-from .losses import field_loss, field_sample, shot_loss, shot_sample, stepper_loss, stepper_sample
+from .tasks import get_task
 
 LossFn = Callable[[nnx.Module, dict[str, jax.Array], jax.Array | None], tuple[jax.Array, dict[str, jax.Array]]]
 SampleFn = Callable[[nnx.Module, dict[str, jax.Array]], tuple[jax.Array, jax.Array]]
@@ -164,31 +164,11 @@ def initialize_distributed() -> None:
 def make_task_loss(cfg: TrainConfig, *, residual_fn: Callable[..., jax.Array] | None = None,
                    reversal_mask: jax.Array | None = None,
                    emitters: Sequence[int] | None = None) -> tuple[LossFn, SampleFn]:
-    """``(loss_fn, sample_fn)`` of the configured task (:func:`~training.losses.stepper_loss`,
-    :func:`~training.losses.field_loss` or :func:`~training.losses.shot_loss`) with the configured
-    weights and options; ``emitters``: the traces task's emitting element per shot (reciprocity)."""
-    if cfg.task == "stepper":
-        def loss_fn(model, batch, key):
-            return stepper_loss(model, batch, key, unroll=cfg.unroll, pushforward=cfg.pushforward,
-                                noise_std=cfg.noise_std, residual_step=cfg.residual_step, windows=cfg.windows,
-                                weights=cfg.loss, reversal_signs=cfg.reversal_signs, reversal_mask=reversal_mask,
-                                residual_fn=residual_fn)
-
-        def sample_fn(model, batch):
-            return stepper_sample(model, batch, residual_step=cfg.residual_step)
-
-        return loss_fn, sample_fn
-
-    if cfg.task == "traces":
-        def shot_loss_fn(model, batch, key):
-            return shot_loss(model, batch, key, weights=cfg.loss, emitters=emitters)
-
-        return shot_loss_fn, shot_sample
-
-    def field_loss_fn(model, batch, key):
-        return field_loss(model, batch, key, weights=cfg.loss, residual_fn=residual_fn)
-
-    return field_loss_fn, field_sample
+    """``(loss_fn, sample_fn)`` of the configured task (:meth:`training.tasks.Task.loss`) with the
+    configured weights and options; ``residual_fn``: the physics residual (stepper, field);
+    ``reversal_mask``: the stepper's time-reversal weights; ``emitters``: the traces task's
+    emitting element per shot (reciprocity)."""
+    return get_task(cfg.task).loss(cfg, residual_fn=residual_fn, reversal_mask=reversal_mask, emitters=emitters)
 
 
 def changed_train_settings(stored: dict[str, Any], current: dict[str, Any]) -> list[tuple[str, Any, Any]]:

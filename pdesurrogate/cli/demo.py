@@ -1,70 +1,18 @@
-"""``pdesurrogate demo``: the embedded end-to-end default, small enough for a laptop CPU.
+"""``pdesurrogate demo``: the embedded end-to-end default (:func:`training.demo.run_demo`).
 
-0. Simulate an ultrasound computed-tomography shot: a breast-like phantom (fat, glandular tissue,
-   a cyst and a tumour) inside a 64-element ring array, one element firing a 1 MHz tone burst,
-   every element recording (traces, final field, config and a PNG in ``OUT/simulation``).
-1. Generate a small acoustic time-stepping dataset (``DEMO_EXPERIMENT["data"]``: 64 breast-like
-   media at 32 x 32, ``fd`` with a PML, 8 macro steps of 4 solver steps, pressure and velocity).
-2. Train a small FNO stepper on it (``[model]`` / ``[train]`` of ``DEMO_EXPERIMENT``).
-3. Evaluate it against the solver on the held-out test samples (per-sample error distribution,
-   rollout, persistence baseline, frequency bands, lesion regions, speed), print the table and
-   write ``OUT/evaluation/evaluation.{json,md}`` and figures.
+Simulates a USCT shot, generates a small acoustic stepper dataset, trains a small FNO stepper
+on it and evaluates it against the solver, all into ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
-import time
 from pathlib import Path
-
-DEMO_CONFIG = {
-    "grid": {"shape": [128, 128], "spacing": 2.5e-4},
-    "medium": {"phantom": "breast", "seed": 0},
-    "array": {"n_elements": 64},
-    "source": {"kind": "element", "element": 0, "signal": "tone_burst", "frequency": 1.0e6, "cycles": 3.0},
-    "simulation": {"scheme": "pstd", "pml_size": 20, "cfl": 0.3},
-}
-
-# The experiments/configs/acoustic_smoke.toml settings, embedded.
-DEMO_EXPERIMENT = {
-    "data": {"scenario": "acoustic_stepper", "num_samples": 64, "seed": 0, "shape": [32, 32], "spacing": 1e-4,
-             "batch_size": 16, "phantom": {"kind": "breast", "lesion_rate": 0.05},
-             "acoustic": {"scheme": "fd", "pml_size": 6, "save_every": 4, "n_frames": 8, "save_velocity": True}},
-    "model": {"kind": "fno", "modes": [8, 8], "width": 16, "depth": 2},
-    "train": {"steps": 300, "batch_size": 8, "lr": 2e-3, "warmup_steps": 20, "validate_every": 100,
-              "checkpoint_every": 100},
-}
-
-
-def run_demo(out: Path, *, steps: int | None = None, simulate: bool = True, progress: bool = True) -> dict:
-    """Run steps 0-3 into ``out``; returns the evaluation result dict."""
-    from pdesurrogate.cli.evaluate import summary
-    from pdesurrogate.cli.train import train_run
-    from training.evaluation import evaluate_run
-    from training.data import generate
-
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    if simulate:
-        from pdesurrogate.cli.simulate import simulate_acoustic
-
-        print("[0/3] USCT shot with the reference solver")
-        simulate_acoustic(DEMO_CONFIG, out / "simulation")
-    print("[1/3] generating a small acoustic stepper dataset")
-    generate(copy.deepcopy(DEMO_EXPERIMENT["data"]), out / "data", progress=progress)
-    print("[2/3] training a small FNO stepper")
-    result = train_run(copy.deepcopy(DEMO_EXPERIMENT), out / "data", out / "run", steps=steps, progress=progress)
-    print(f"      {result.step} steps, best validation loss {result.best_val:.4g}")
-    print("[3/3] evaluating against the solver")
-    report = evaluate_run(out / "run", [out / "data"], out / "evaluation")
-    print(summary(report))
-    print(f"done in {time.perf_counter() - t0:.0f} s: {out}/evaluation/evaluation.md, rollout.png, "
-          f"worst_sample.png, error_histogram.png; {out}/run/loss_curve.png, sample.png")
-    return report
 
 
 def handler(args: argparse.Namespace) -> int:
+    from training.demo import run_demo
+
     run_demo(Path(args.out), steps=args.steps, simulate=not args.skip_simulation, progress=not args.quiet)
     return 0
 

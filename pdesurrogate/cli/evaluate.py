@@ -13,29 +13,9 @@ import argparse
 from pathlib import Path
 
 
-def summary(result: dict) -> str:
-    """A few lines: median / p95 / p99 / max of the surrogate and the baseline, rollout end, speed."""
-    r, b = result["rel_l2"], result["baseline_rel_l2"]
-    lines = [f"{'':22s}{'median':>10s}{'p95':>10s}{'p99':>10s}{'max':>10s}",
-             f"{'surrogate rel L2':22s}" + "".join(f"{r[k]:10.4g}" for k in ("median", "p95", "p99", "max")),
-             f"{'baseline rel L2':22s}" + "".join(f"{b[k]:10.4g}" for k in ("median", "p95", "p99", "max"))]
-    for name, split in result.get("splits", {}).items():
-        s = split["rel_l2"]
-        lines.append(f"{('[' + name + ']')[:22]:22s}" + "".join(f"{s[k]:10.4g}" for k in ("median", "p95", "p99", "max")))
-    if "rollout" in result:
-        ro = result["rollout"]
-        lines.append(f"rollout: median rel L2 after {ro['steps'][-1]} macro steps {ro['median'][-1]:.4g} "
-                     f"(persistence {result['baseline_rollout']['median'][-1]:.4g})")
-    sp = result.get("speed")
-    if sp:
-        parts = [f"{k} x{sp[k]['ratio']:.3g}" for k in ("forward", "forward_gradient") if k in sp]
-        lines.append(f"speed vs solver ({sp['platform']}, batch {sp['batch']}; >1 = surrogate faster): " + ", ".join(parts))
-    return "\n".join(lines)
-
-
 def handler(args: argparse.Namespace) -> int:
-    from training.evaluation import evaluate_run
     from pdesurrogate.io import write_json
+    from training.evaluation import evaluate_run, summary
 
     result = evaluate_run(args.run, [args.data, *(args.extra_data or [])], args.report,
                           checkpoint=args.checkpoint, max_samples=args.max_samples, speed=not args.no_speed)

@@ -24,27 +24,16 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from .ffno import FFNO
-from .fno import FNO
+from .field_models import FIELD_MODELS, build_from
 from .traces import TraceNet
-from .unet import UNet
 
 FORMAT_VERSION = 1
-MODEL_KINDS: dict[str, type[nnx.Module]] = {"fno": FNO, "ffno": FFNO, "unet": UNet, "traces": TraceNet}
+MODEL_KINDS: dict[str, type[nnx.Module]] = FIELD_MODELS | {"traces": TraceNet}
 
 
 def build_model(config: dict[str, Any]) -> nnx.Module:
     """Construct a model from ``{"kind": ..., **kwargs}``; unknown kind or bad kwargs -> ValueError."""
-    if not isinstance(config, dict) or "kind" not in config:
-        raise ValueError(f"model config must be a dict with a 'kind' in {sorted(MODEL_KINDS)}, got {config!r}")
-    kwargs = dict(config)
-    kind = kwargs.pop("kind")
-    if kind not in MODEL_KINDS:
-        raise ValueError(f"model kind must be one of {sorted(MODEL_KINDS)}, got {kind!r}")
-    try:
-        return MODEL_KINDS[kind](**kwargs)
-    except TypeError as err:
-        raise ValueError(f"invalid arguments for model kind {kind!r}: {err}") from None
+    return build_from(MODEL_KINDS, config)
 
 
 def split_model(model: nnx.Module) -> tuple[nnx.GraphDef, nnx.State, nnx.State]:

@@ -30,6 +30,7 @@ from flax import nnx
 from solvers.grid import Grid
 from solvers.points import PointSampler
 
+from .field_models import build_field_model
 from .layers import PointwiseLinear, Stat, gelu, generator
 
 
@@ -85,8 +86,6 @@ class TraceNet(nnx.Module):
 
     def __init__(self, backbone: dict[str, Any], receivers: Sequence[Sequence[float]], n_time: int,
                  n_coefficients: int, hidden: int = 128, out_std: float = 1.0, seed: int = 0):
-        from .registry import build_model
-
         recv = np.asarray(receivers, np.float64)
         if recv.ndim != 2 or recv.shape[0] < 1 or recv.shape[1] not in (2, 3):
             raise ValueError(f"receivers must have shape (n_receivers, 2 or 3), got {recv.shape}")
@@ -99,7 +98,7 @@ class TraceNet(nnx.Module):
         latent = backbone.get("out_channels") if isinstance(backbone, dict) else None
         if not isinstance(latent, int) or latent < 1:
             raise ValueError(f"backbone must be a model config with out_channels >= 1, got {backbone!r}")
-        self.backbone = build_model(backbone)
+        self.backbone = build_field_model(backbone)
         self.receivers = tuple(tuple(float(v) for v in r) for r in recv)  # static (hashable)
         self.n_time, self.n_coefficients = int(n_time), int(n_coefficients)
         rng = generator(seed)

@@ -12,9 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from solvers.acoustic.medium import Medium
-from solvers.acoustic.operators import FD_KINDS, FD_ORDERS
 from solvers.acoustic.sources import PointSource, SourceTerm
-from solvers.acoustic.stepper import DEFAULT_CFL, SCHEMES, Stepper, time_axis
+from solvers.acoustic.stepper import DEFAULT_CFL, Stepper, check_scheme, time_axis
 from solvers.dtypes import compute_dtype
 from solvers.grid import Grid
 from solvers.points import KERNELS, PointSampler
@@ -138,9 +137,7 @@ def simulate(grid: Grid, medium: Medium, duration: float, p0: jnp.ndarray | None
     signals) and ``jax.vmap``; a traced medium needs an explicit ``dt``. Every input is checked
     before anything is compiled; compiled code is cached per static configuration and shapes.
     """
-    check_choice("scheme", scheme, SCHEMES)
-    check_choice("fd_order", fd_order, FD_ORDERS)
-    check_choice("fd_coefficients", fd_coefficients, FD_KINDS)
+    check_scheme(scheme, fd_order, fd_coefficients)
     check_choice("checkpoint", checkpoint, CHECKPOINTING)
     pml_size = check_int_range("pml_size", pml_size, 0, min(grid.shape) // 2 - 1)
     pml_alpha = check_positive_finite_scalar("pml_alpha", pml_alpha)

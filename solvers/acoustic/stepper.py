@@ -73,6 +73,25 @@ class State(eqx.Module):
         return functools.reduce(op.add, self.p_split)
 
 
+FD_DEFAULTS = (4, "taylor")  # fd_order, fd_coefficients: the defaults, and the only values pstd accepts
+
+
+def check_scheme(scheme: str, fd_order: int, fd_coefficients: str, prefix: str = "") -> None:
+    """Raise unless ``scheme`` is one of :data:`SCHEMES`, ``fd_order`` and ``fd_coefficients`` are
+    valid, and ``pstd`` is not given stencil settings it would ignore: with ``scheme="pstd"``,
+    ``fd_order`` and ``fd_coefficients`` must keep their defaults :data:`FD_DEFAULTS`.
+
+    ``prefix`` is put before every setting's name in the message (e.g. ``"data.acoustic."``).
+    """
+    check_choice(prefix + "scheme", scheme, SCHEMES)
+    check_choice(prefix + "fd_order", fd_order, FD_ORDERS)
+    check_choice(prefix + "fd_coefficients", fd_coefficients, FD_KINDS)
+    if scheme == "pstd" and (fd_order, fd_coefficients) != FD_DEFAULTS:
+        raise ValueError(f"{prefix}fd_order / fd_coefficients: they set the fd stencil, and {prefix}scheme is "
+                         f"'pstd' (leave them at {FD_DEFAULTS[0]}, {FD_DEFAULTS[1]!r}), got {fd_order}, "
+                         f"{fd_coefficients!r}")
+
+
 def stable_dt(grid: Grid, medium: Medium, scheme: str = "pstd", fd_order: int = 4,
               c_ref: float | None = None, fd_coefficients: str = "taylor") -> float:
     """The largest stable time step in s (``inf`` when unconditionally stable), concrete media only.
@@ -115,9 +134,7 @@ def time_axis(grid: Grid, medium: Medium, duration: float, cfl: float = DEFAULT_
         ValueError: negative/non-finite duration, unknown scheme, a traced medium without ``dt``,
             or a ``dt`` above the stability limit of :func:`stable_dt`.
     """
-    check_choice("scheme", scheme, SCHEMES)
-    check_choice("fd_order", fd_order, FD_ORDERS)
-    check_choice("fd_coefficients", fd_coefficients, FD_KINDS)
+    check_scheme(scheme, fd_order, fd_coefficients)
     try:
         duration = float(duration)
     except (TypeError, ValueError):
@@ -190,9 +207,7 @@ class Stepper(StepperModule):
     def __init__(self, grid: Grid, medium: Medium, scheme: str = "pstd", pml_size: int = 0,
                  dt: float | None = None, cfl: float = DEFAULT_CFL, fd_order: int = 4, *,
                  c_ref: float | None = None, pml_alpha: float = 2.0, fd_coefficients: str = "taylor"):
-        check_choice("scheme", scheme, SCHEMES)
-        check_choice("fd_order", fd_order, FD_ORDERS)
-        check_choice("fd_coefficients", fd_coefficients, FD_KINDS)
+        check_scheme(scheme, fd_order, fd_coefficients)
         self.pml_size = check_int_range("pml_size", pml_size, 0, min(grid.shape) // 2 - 1)
         pml_alpha = check_positive_finite_scalar("pml_alpha", pml_alpha)
         if dt is None or is_concrete(dt):

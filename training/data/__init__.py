@@ -9,7 +9,6 @@ from training.data.config import DataConfig, load_data_config, parse_data_config
 from training.data.generate import generate
 from training.data.loader import Loader
 from training.data.storage import Dataset, FieldSpec, open_dataset
-from training.data.tasks import reversal_signs, task_fields, task_stats, to_task_batch
 
 __all__ = ["DataConfig", "Dataset", "FieldSpec", "Loader", "generate", "load_data_config", "open_dataset",
-           "parse_data_config", "reversal_signs", "task_fields", "task_stats", "to_task_batch"]
+           "parse_data_config"]

@@ -28,6 +28,7 @@ from dataclasses import field
 from typing import Any
 
 from pdesurrogate.config import parse, spec, to_dict
+from solvers.acoustic.stepper import check_scheme
 
 ACOUSTIC_PHANTOMS = ("breast", "brain", "grf", "ellipses")
 OPTICAL_PHANTOMS = ("cell", "optical_ellipses", "optical_grf")
@@ -174,10 +175,7 @@ class DataConfig:
                              f"got {self.acoustic.n_shots}")
         if self.scenario in ("usct", "photoacoustic", "optics", "maxwell_stepper") and len(self.shape) != 2:
             raise ValueError(f"data.shape: the {self.scenario} scenario is 2D only, got {list(self.shape)}")
-        fd_defaults = (AcousticConfig.fd_order, AcousticConfig.fd_coefficients)
-        if self.acoustic.scheme == "pstd" and (self.acoustic.fd_order, self.acoustic.fd_coefficients) != fd_defaults:
-            raise ValueError("data.acoustic.fd_order / fd_coefficients: they set the fd stencil, and "
-                             "data.acoustic.scheme is 'pstd'")
+        check_scheme(self.acoustic.scheme, self.acoustic.fd_order, self.acoustic.fd_coefficients, "data.acoustic.")
         if self.scenario in ("photoacoustic", "usct") and self.acoustic.duration <= 0:
             raise ValueError(f"data.acoustic.duration: must be > 0 s for {self.scenario}, got {self.acoustic.duration}")
         if self.split == "rare_lesion" and self.phantom.lesion_rate <= 0:

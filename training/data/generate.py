@@ -35,7 +35,7 @@ import numpy as np
 
 from pdesurrogate.progress import Progress
 from training.data import scenarios
-from training.data.config import DataConfig, as_config, config_dict, fingerprint, parse_data_config
+from training.data.config import DataConfig, as_config, config_dict, fingerprint, load_data_config, parse_data_config
 from training.data.storage import DatasetWriter, git_commit
 
 
@@ -304,3 +304,26 @@ def generate(config: DataConfig | dict[str, Any], out: str | Path, *, overwrite:
     return {"status": status, "written": n_mine, "seconds": seconds,
             "samples_per_s": n_mine / seconds if seconds > 0 else 0.0,
             "first_batch_s": first_write[0] if first_write else None, "process_index": pid, "process_count": nproc}
+
+
+def generate_from_file(path: str | Path, out: str | Path, *, overwrite: bool = False, progress: bool = True,
+                       workers: int | None = None, writers: int | None = None,
+                       distributed: dict[str, Any] | None = None) -> dict[str, Any]:
+    """:func:`generate` the ``[data]`` section of the experiment TOML file ``path`` into ``out``
+    (``pdesurrogate generate``).
+
+    Args:
+        workers: phantom-building host processes (default :func:`default_workers`).
+        writers: writer threads (default :func:`default_writers`).
+        distributed: ``None`` for one process; else the keyword arguments of
+            ``jax.distributed.initialize`` (``{}``: cluster auto-detection, or ``coordinator_address``,
+            ``num_processes`` and ``process_id``), called before anything else touches JAX.
+    """
+    import jax
+
+    config = load_data_config(str(path))
+    if distributed is not None:
+        jax.distributed.initialize(**distributed)
+    return generate(config, out, overwrite=overwrite, progress=progress, writers=writers,
+                    workers=default_workers(config.num_samples) if workers is None else workers)
+

@@ -1,4 +1,4 @@
-"""``pdesurrogate simulate maxwell CONFIG.toml --out DIR``: one Maxwell FDTD run from a TOML config.
+"""One Maxwell FDTD run from a TOML config (``pdesurrogate simulate maxwell CONFIG.toml --out DIR``).
 
 The config has four sections: ``[grid]`` (shape, spacing), ``[medium]`` (a homogeneous
 background plus an optional cylinder or list of circles, or a permittivity array from a ``.npy``
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import numpy as np
 
 from pdesurrogate import io
 from pdesurrogate.config import dump_toml, parse, spec, to_dict
+from solvers import Grid, maxwell
 
 field = dataclasses.field
 
@@ -81,7 +83,7 @@ def parse_maxwell(config: dict[str, Any]) -> MaxwellSimulation:
     return parse(MaxwellSimulation, config, "config")
 
 
-def _permittivity_fn(cfg: MaxwellSimulation, grid):
+def _permittivity_fn(cfg: MaxwellSimulation, grid: Grid) -> Callable[[np.ndarray], np.ndarray]:
     """``coords (ndim, ...) -> relative permittivity`` for the analytic media (cylinder / circles)."""
     m = cfg.medium
     if m.kind == "cylinder":
@@ -105,10 +107,8 @@ def _permittivity_fn(cfg: MaxwellSimulation, grid):
     return fn
 
 
-def build_medium(cfg: MaxwellSimulation, grid):
+def build_medium(cfg: MaxwellSimulation, grid: Grid) -> maxwell.Medium:
     """The :class:`solvers.maxwell.Medium` of the config (sub-pixel averaged when asked and possible)."""
-    from solvers import maxwell
-
     m = cfg.medium
     if m.kind == "file":
         if m.path is None:
@@ -132,10 +132,8 @@ def build_medium(cfg: MaxwellSimulation, grid):
     return maxwell.Medium(fn(grid.coordinates()).astype(np.float32), m.conductivity)
 
 
-def build_source(cfg: MaxwellSimulation, grid):
+def build_source(cfg: MaxwellSimulation, grid: Grid) -> Any:
     """The source object of the config."""
-    from solvers import maxwell
-
     s = cfg.source
     common = dict(amplitude=s.amplitude, waveform=s.waveform, ramp_cycles=s.ramp_cycles, bandwidth=s.bandwidth)
     centre = tuple(np.array(grid.extent) / 2)
@@ -149,8 +147,6 @@ def build_source(cfg: MaxwellSimulation, grid):
 
 def run_maxwell(cfg: MaxwellSimulation) -> dict[str, np.ndarray]:
     """Run the simulation; returns the arrays written to ``fields.npz``."""
-    from solvers import Grid, maxwell
-
     grid = Grid(cfg.grid.shape, cfg.grid.spacing)
     sim = cfg.simulation
     res = maxwell.simulate(
@@ -163,7 +159,7 @@ def run_maxwell(cfg: MaxwellSimulation) -> dict[str, np.ndarray]:
             "dt": np.asarray(res.dt), "steps": np.asarray(res.steps), "converged": np.asarray(res.converged)}
 
 
-def plot_maxwell(result: dict[str, np.ndarray], title: str):
+def plot_maxwell(result: dict[str, np.ndarray], title: str) -> Any:
     """|field| at the first frequency and the permittivity, side by side (3D: the middle z slice)."""
     f = result["field"][0]
     eps = result["permittivity"]
@@ -184,7 +180,7 @@ def plot_maxwell(result: dict[str, np.ndarray], title: str):
     return fig
 
 
-def simulate_maxwell(config: dict, out: Path) -> None:
+def simulate_maxwell(config: dict[str, Any], out: Path) -> None:
     """Run the simulation of a parsed TOML dict and write ``fields.npz``, ``field.png``, ``config.toml`` to ``out``."""
     cfg = parse_maxwell(config)
     start = time.perf_counter()

@@ -12,5 +12,6 @@ from pdesurrogate.evaluation.metrics import (BANDS, auroc, band_errors, dilate, 
                                              spearman, spectral_tail)
 from pdesurrogate.evaluation.speed import compare, stepper_speed, time_call
 
-__all__ = ["BANDS", "auroc", "band_errors", "compare", "dilate", "distribution", "normalised_relative_l2", "radial_band_index",
-           "relative_l2", "roi_errors", "rollout_curve", "spearman", "spectral_tail", "stepper_speed", "time_call"]
+__all__ = ["BANDS", "auroc", "band_errors", "compare", "dilate", "distribution", "normalised_relative_l2",
+           "radial_band_index", "relative_l2", "roi_errors", "rollout_curve", "spearman", "spectral_tail",
+           "stepper_speed", "time_call"]

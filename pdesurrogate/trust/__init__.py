@@ -3,7 +3,7 @@
 >>> from pdesurrogate import trust
 >>> cal = trust.calibrate(run_dir, data_dir, alpha=0.1)   # doctest: +SKIP  (saves run_dir/trust.json)
 >>> report = trust.assess(run_dir, test_dir)             # doctest: +SKIP  coverage, spearman, auroc, flagged
->>> guarded = trust.guard(run_dir, solver=solve)         # doctest: +SKIP  or trust.Guarded(operator, calibration=cal, ...)
+>>> guarded = trust.guard(run_dir, solver=solve)         # doctest: +SKIP  (a trust.Guarded)
 
 Modules: :mod:`.conformal` (split, pointwise-band and adaptive conformal), :mod:`.combine`
 (monotone signal combination), :mod:`.signals` (residual, spread, time reversal), :mod:`.ensemble`

@@ -95,7 +95,8 @@ class Guarded:
         if not isinstance(check_every, int) or check_every < 0:
             raise ValueError(f"check_every must be an integer >= 0, got {check_every!r}")
         self.operator, self.solver, self.signals, self.features = operator, solver, signals, features
-        self.calibration, self.tolerance, self.check_every, self.error = calibration, float(tolerance), check_every, error
+        self.calibration, self.tolerance = calibration, float(tolerance)
+        self.check_every, self.error = check_every, error
         self.adaptive = calibration.adaptive(gamma)
         self.window: collections.deque = collections.deque(maxlen=calibration.monitor.window)
         self.log: list[dict[str, Any]] = []

@@ -50,7 +50,8 @@ def load_operator(run_dir: str | Path, *, checkpoint: str = "best") -> Any:
     spec = run_spec(run_dir)
     if spec["task"] not in ("field", "traces"):
         raise ValueError(f"trust calibration supports field and trace operators; {run_dir} holds a {spec['task']!r} "
-                         f"surrogate (its signals: trust.time_reversal and training.physics.WaveResidual / YeeResidual)")
+                         f"surrogate (its signals: trust.time_reversal and training.physics.WaveResidual / "
+                         f"YeeResidual)")
     if len(member_dirs(run_dir)) >= 2:
         return Ensemble.load(run_dir, checkpoint=checkpoint)
     return FieldOperator.load(run_dir, checkpoint=checkpoint)
@@ -298,7 +299,8 @@ def guard(run_dir: str | Path, solver: Callable[..., Any], tolerance: float | No
     spec = run_spec(run_dir)
     names, fn = signal_function(operator, spec)
     if names != cal.names:
-        raise ValueError(f"the calibration's signals {list(cal.names)} differ from the run's {list(names)}; recalibrate")
+        raise ValueError(f"the calibration's signals {list(cal.names)} differ from the run's {list(names)}; "
+                         f"recalibrate")
 
     def features(signals: np.ndarray, medium: Any) -> np.ndarray:
         return monitor_features(signals[None], np.asarray(medium)[None])[0]

@@ -195,7 +195,8 @@ class DataConfig:
                              "data.acoustic.scheme is 'pstd'")
         if self.scenario in ("photoacoustic", "usct") and self.acoustic.duration <= 0:
             raise ValueError(f"data.acoustic.duration: must be > 0 s for {self.scenario}, got {self.acoustic.duration}")
-        cell_options = [n for n in ("cell_diameter", "texture", "texture_cells") if getattr(self.phantom, n) is not None]
+        cell_options = [n for n in ("cell_diameter", "texture", "texture_cells")
+                        if getattr(self.phantom, n) is not None]
         if cell_options and self.phantom.kind != "cell":
             raise ValueError(f"data.phantom.{cell_options[0]}: only for the 'cell' phantom, "
                              f"data.phantom.kind is {self.phantom.kind!r}")

@@ -242,8 +242,8 @@ def _cell_radii(config: DataConfig, body: float, n_cells: int) -> tuple[float, t
     low, high = (0.5 * d * width for d in p.cell_diameter)
     if high > room:
         raise ValueError(f"data.phantom.cell_diameter: {p.cell_diameter[1]} of the field is a radius of "
-                         f"{high / config.spacing:.1f} cells; only {room / config.spacing:.1f} fit inside the absorbing "
-                         f"layer and detector lines of this grid (at most {2 * room / width:.3f})")
+                         f"{high / config.spacing:.1f} cells; only {room / config.spacing:.1f} fit inside the "
+                         f"absorbing layer and detector lines of this grid (at most {2 * room / width:.3f})")
     return room, (low, high)
 
 

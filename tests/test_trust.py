@@ -290,3 +290,53 @@ def test_member_configs_and_the_calibrate_command():
         member_configs(toml, 0)
     args = build_parser().parse_args(["calibrate", "RUN", "--data", "CAL", "--alpha", "0.2", "--test", "T1"])
     assert (args.run, args.data, args.alpha, args.test) == ("RUN", "CAL", 0.2, ["T1"])
+
+
+def test_spearman_and_auroc_match_scipy_and_scikit_learn():
+    from scipy.stats import spearmanr
+    from sklearn.metrics import roc_auc_score
+
+    from pdesurrogate.evaluation import auroc, spearman
+
+    rng = np.random.default_rng(8)
+    x = np.round(rng.uniform(size=200), 1)  # ties
+    y = x + rng.standard_normal(200)
+    assert spearman(x, y) == pytest.approx(spearmanr(x, y).statistic, abs=1e-12)
+    labels = y > 0.8
+    assert auroc(x, labels) == pytest.approx(roc_auc_score(labels, x), abs=1e-12)
+    assert np.isnan(auroc(x, np.zeros(200, bool))) and np.isnan(spearman(np.ones(5), np.arange(5.0)))
+
+
+def test_stepper_signals_residual_and_time_reversal():
+    import jax.numpy as jnp
+
+    from pdesurrogate import Surrogate
+    from pdesurrogate.models import build_model
+    from pdesurrogate.trust.ensemble import Ensemble
+    from pdesurrogate.trust.run import stepper_signal_function
+    from pdesurrogate.trust.signals import time_reversal
+    from solvers import Grid, acoustic
+
+    n, h, dt, k = 16, 1e-4, 2e-8, 4
+    cfg = {"kind": "fno", "in_channels": 5, "out_channels": 3, "modes": [4, 4], "width": 8, "depth": 1,
+           "in_mean": [0, 0, 0, 1500, 1000], "in_std": [1, 1e-6, 1e-6, 30, 50], "out_mean": [0, 0, 0],
+           "out_std": [0.01, 1e-8, 1e-8]}
+    grid = Grid((n, n), h)
+    medium = jnp.stack([jnp.full((n, n), 1500.0), jnp.full((n, n), 1000.0)])
+    sur = [Surrogate(build_model(dict(cfg, seed=s)), grid, None, dt, k, [1, -1, -1]) for s in (0, 1)]
+    spec = {"task": "stepper", "shape": [n, n], "spacing": h, "solver_dt": dt, "macro_steps": k, "scheme": "fd",
+            "fd_order": 4, "pml_size": 0, "state_scales": [1.0, 1.5e6, 1.5e6], "reversal_signs": [1, -1, -1]}
+    x = (jnp.arange(n) - 7.5) * h
+    p0 = jnp.exp(-(x[:, None] ** 2 + x[None] ** 2) / (2 * (2e-4) ** 2))
+    solver = acoustic.Stepper(grid, acoustic.Medium(sound_speed=1500.0, density=1000.0), pml_size=0, dt=dt)
+    state = solver.run(solver.init(p0), 8)  # a state with velocity
+    u = jnp.concatenate([state.p[None], jnp.stack(state.v)])
+    names, fn = stepper_signal_function(sur[0], spec)
+    pred, sig = fn(u, medium)
+    assert names == ("residual", "time_reversal") and pred.shape == u.shape
+    weights = jnp.asarray([1.0, 1.5e6, 1.5e6]).reshape(3, 1, 1)
+    assert float(sig[1]) == pytest.approx(float(time_reversal(sur[0].with_medium(medium), u, weights)), rel=1e-5)
+    assert np.all(np.isfinite(np.asarray(sig))) and float(sig[0]) > 0
+    names, fn = stepper_signal_function(Ensemble(sur), spec)
+    _, sig = fn(u, medium)
+    assert names == ("residual", "time_reversal", "spread") and float(sig[2]) > 0

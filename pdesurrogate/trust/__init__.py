@@ -24,7 +24,8 @@ _EXPORTS = {
     "Ensemble": "ensemble", "ShiftMonitor": "monitor", "medium_features": "monitor", "mmd2": "monitor",
     "Calibration": "calibration", "fit_calibration": "calibration", "Guarded": "guarded",
     "assess": "run", "assess_sets": "run", "bound_figure": "run", "calibrate": "run", "guard": "run",
-    "load_operator": "run", "markdown_table": "run", "measure_set": "run", "signal_function": "run",
+    "load_operator": "run", "markdown_table": "run", "measure_set": "run", "report": "run",
+    "signal_function": "run", "stepper_signal_function": "run",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -3,9 +3,11 @@
 These functions read datasets (:mod:`training.data`) and build physics residuals
 (:mod:`training.physics`, :mod:`training.losses`), so, like the CLI, they import ``training``
 (inside the functions); the rest of :mod:`pdesurrogate.trust` imports only ``solvers`` and
-``pdesurrogate``. Supported runs: optical field operators (``field``: Helmholtz residual) and
-USCT trace operators (``traces``: reciprocity), single or ensembles (``RUN/members/<k>``, adding
-the members' disagreement ``spread``).
+``pdesurrogate``. Supported runs: optical field operators (``field``: Helmholtz residual), USCT
+trace operators (``traces``: reciprocity) and steppers (``stepper``: the wave or Yee residual of
+one macro step and the time-reversal inconsistency), single or ensembles (``RUN/members/<k>``,
+adding the members' disagreement ``spread``). A stepper's samples are its one-step predictions
+from every frame of every trajectory (the error: relative L2 of channel 0, as ``pdesurrogate evaluate``).
 
 Datasets: the run's own dataset contributes its validation split to :func:`calibrate` and its
 test split to :func:`assess` (as ``pdesurrogate evaluate``); any other dataset all its samples.
@@ -28,7 +30,7 @@ from pdesurrogate.trust.conformal import coverage, pointwise_band
 from pdesurrogate.trust.ensemble import Ensemble, member_dirs
 from pdesurrogate.trust.guarded import Guarded
 from pdesurrogate.trust.monitor import medium_features
-from pdesurrogate.trust.signals import relative_spread, rms
+from pdesurrogate.trust.signals import relative_spread, rms, time_reversal
 
 ROLES = ("calibration", "test")
 _TINY = 1e-30
@@ -44,29 +46,29 @@ def run_spec(run_dir: str | Path) -> dict[str, Any]:
 
 def load_operator(run_dir: str | Path, *, checkpoint: str = "best") -> Any:
     """The run's forward model: an :class:`Ensemble` when ``run_dir/members`` holds >= 2 runs, else the
-    :class:`~pdesurrogate.FieldOperator` / :class:`~pdesurrogate.TraceOperator` of ``run_dir``."""
-    from pdesurrogate.surrogate import FieldOperator
+    :class:`~pdesurrogate.FieldOperator` / :class:`~pdesurrogate.TraceOperator` /
+    :class:`~pdesurrogate.Surrogate` of ``run_dir``."""
+    from pdesurrogate.surrogate import FieldOperator, Surrogate
 
-    spec = run_spec(run_dir)
-    if spec["task"] not in ("field", "traces"):
-        raise ValueError(f"trust calibration supports field and trace operators; {run_dir} holds a {spec['task']!r} "
-                         f"surrogate (its signals: trust.time_reversal and training.physics.WaveResidual / "
-                         f"YeeResidual)")
     if len(member_dirs(run_dir)) >= 2:
         return Ensemble.load(run_dir, checkpoint=checkpoint)
-    return FieldOperator.load(run_dir, checkpoint=checkpoint)
+    load = Surrogate.load if run_spec(run_dir)["task"] == "stepper" else FieldOperator.load
+    return load(run_dir, checkpoint=checkpoint)
 
 
 def signal_function(operator: Any, spec: dict[str, Any]) -> tuple[tuple[str, ...], Callable[..., tuple[Any, Any]]]:
-    """``(names, fn)``: ``fn(medium)`` -> ``(prediction, signals (J,))`` for one medium ``(M, *shape)``.
+    """``(names, fn)``: ``fn(*inputs)`` -> ``(prediction, signals (J,))`` for one sample.
 
-    Field operators: the prediction is the fields ``(F, *shape)`` and the signals the RMS Helmholtz
-    residual of the predicted total field (``helmholtz``); trace operators: all shots
-    ``(S, nt, n_elements)`` of the data's emitters and the reciprocity gap of their scattered traces
-    (``reciprocity``). Ensembles predict the members' mean and add ``spread``
-    (:func:`~pdesurrogate.trust.signals.relative_spread`).
+    Field operators (``inputs = (medium (M, *shape),)``): the prediction is the fields
+    ``(F, *shape)`` and the signals the RMS Helmholtz residual of the predicted total field
+    (``helmholtz``); trace operators (``inputs = (medium,)``): all shots ``(S, nt, n_elements)`` of
+    the data's emitters and the reciprocity gap of their scattered traces (``reciprocity``);
+    steppers (``inputs = (state (C, *shape), medium)``): see :func:`stepper_signal_function`.
+    Ensembles predict the members' mean and add ``spread`` (:func:`~pdesurrogate.trust.signals.relative_spread`).
     """
     ensemble = isinstance(operator, Ensemble)
+    if spec["task"] == "stepper":
+        return stepper_signal_function(operator, spec)
     if spec["task"] == "field":
         from solvers.grid import Grid
         from training.physics import HelmholtzResidual
@@ -104,6 +106,49 @@ def signal_function(operator: Any, spec: dict[str, Any]) -> tuple[tuple[str, ...
     return names + (("spread",) if ensemble else ()), fn
 
 
+def stepper_signal_function(operator: Any, spec: dict[str, Any]) -> tuple[tuple[str, ...], Callable[..., Any]]:
+    """``(names, fn)`` of a stepper run: ``fn(state, medium)`` -> ``(next state, signals)``.
+
+    Signals: ``residual``, the RMS of the wave (acoustic, states with velocity) or Yee (Maxwell)
+    residual of the predicted step (:mod:`training.physics`, the data's scheme: 0 for the solver's
+    own step); ``time_reversal``, ``||R Phi(R Phi(u)) - u|| / ||u||`` with channels scaled as the
+    network sees them, outside the absorbing layer (states with velocity / H); ``spread`` for
+    ensembles (the members' next states; the time reversal of member 0).
+    """
+    from solvers.grid import Grid
+    from training.physics import WaveResidual, YeeResidual, reversal_mask
+
+    grid = Grid(tuple(spec["shape"]), spec["spacing"])
+    channels = len(spec["reversal_signs"])
+    if channels == 1 and not isinstance(operator, Ensemble):
+        raise ValueError("a pressure-only stepper has no one-step label-free signal (the wave residual needs "
+                         "velocity, time reversal too); train an ensemble (training.ensemble) for its spread")
+    if spec.get("physics") == "maxwell":
+        residual = YeeResidual(grid, spec["macro_steps"], spec["courant"], spec["pml_size"])
+    else:
+        residual = WaveResidual(grid, spec["solver_dt"] * spec["macro_steps"], spec["scheme"], spec["fd_order"],
+                                spec["pml_size"], substeps=spec["macro_steps"],
+                                fd_coefficients=spec.get("fd_coefficients", "taylor"))
+    mask = reversal_mask(tuple(spec["shape"]), int(spec["pml_size"]))
+    scales = np.asarray(spec["state_scales"], np.float32).reshape((-1,) + (1,) * grid.ndim)
+    weights = jnp.asarray(scales if mask is None else scales * mask[None])
+    names = ("residual", "time_reversal") if channels > 1 else ()
+
+    def fn(state: jax.Array, medium: jax.Array) -> tuple[jax.Array, jax.Array]:
+        if isinstance(operator, Ensemble):
+            members = operator.apply(lambda op, u, m: op.with_medium(m).step(u), state, medium)
+            pred, first = jnp.mean(members, axis=0), operator.member(0).with_medium(medium)
+            extra = [relative_spread(members)]
+        else:
+            first = operator.with_medium(medium)
+            pred, extra = first.step(state), []
+        own = [rms(residual(jnp.stack([state, pred]), medium)), time_reversal(first, state, weights)] \
+            if channels > 1 else []
+        return pred, jnp.stack(own + extra)
+
+    return names + (("spread",) if isinstance(operator, Ensemble) else ()), fn
+
+
 def monitor_features(signals: np.ndarray, media: np.ndarray) -> np.ndarray:
     """Monitor features ``(B, d)``: the medium descriptors (:func:`~pdesurrogate.trust.monitor.medium_features`)
     and the log signals, of signals ``(B, J)`` and media ``(B, M, *shape)``."""
@@ -115,6 +160,35 @@ def _indices(ds: Any, spec: dict[str, Any], role: str, max_samples: int | None) 
     key = "val_indices" if role == "calibration" else "test_indices"
     idx = np.arange(*spec[key]) if own else np.arange(len(ds))
     return idx if max_samples is None else idx[:max_samples]
+
+
+def _batches(ds: Any, spec: dict[str, Any], idx: np.ndarray, batch: int):
+    """``(inputs, truth, media, keep)`` per batch of samples ``idx``: the inputs of
+    :func:`signal_function`'s ``fn`` stacked on a leading axis, the solver's answers, the media
+    ``(B, M, *shape)`` and what counts in the error (trace operators: not the emitting element's own
+    trace, :func:`training.data.scenarios.receiver_mask`; else 1). Steppers: one sample per frame
+    but the last of every trajectory."""
+    from training.data import scenarios, task_fields, to_task_batch
+
+    task = spec["task"]
+    for s in range(0, len(idx), batch):
+        rows = idx[s:s + batch]
+        if task == "stepper":
+            b = to_task_batch(ds.read(rows, task_fields("stepper", ds.fields)), "stepper")
+            states, media = b["state"], b["medium"]
+            n, steps = states.shape[0], states.shape[1] - 1
+            media = np.repeat(media, steps, axis=0)
+            yield ((states[:, :-1].reshape(n * steps, *states.shape[2:]), media),
+                   states[:, 1:].reshape(n * steps, *states.shape[2:]), media, 1.0)
+        elif task == "field":
+            raw = ds.read(rows, ["refractive_index", "field"])
+            media = raw["refractive_index"][:, None]
+            yield (media,), raw["field"], media, 1.0
+        else:
+            raw = ds.read(rows, ["sound_speed", "density", "traces"])
+            media = np.stack([raw["sound_speed"], raw["density"]], 1)
+            keep = scenarios.receiver_mask(np.asarray(spec["info"]["emitters"]), raw["traces"].shape[-1])
+            yield (media,), raw["traces"], media, keep[:, None, :]
 
 
 def measure_set(run_dir: str | Path, data_dir: str | Path, role: str = "test", *, operator: Any = None,
@@ -131,7 +205,7 @@ def measure_set(run_dir: str | Path, data_dir: str | Path, role: str = "test", *
         ``signals`` ``(n, J)``, ``features`` ``(n, d)``, and for ensembles of field operators the
         pointwise ``band_errors`` / ``band_scales`` ``(n, F, *shape)`` (|error| and the members' spread).
     """
-    from training.data import open_dataset, scenarios
+    from training.data import open_dataset
 
     if role not in ROLES:
         raise ValueError(f"role must be one of {list(ROLES)}, got {role!r}")
@@ -147,28 +221,22 @@ def measure_set(run_dir: str | Path, data_dir: str | Path, role: str = "test", *
     ensemble_field = isinstance(operator, Ensemble) and spec["task"] == "field"
 
     @jax.jit
-    def evaluate(media: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array | None]:
-        pred, sig = jax.vmap(fn)(media)
+    def evaluate(*inputs: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+        pred, sig = jax.vmap(fn)(*inputs)
         if not ensemble_field:
             return pred, sig, None
-        members = jax.vmap(lambda m: operator.apply(lambda op, x: op(x), m))(media)
+        members = jax.vmap(lambda m: operator.apply(lambda op, x: op(x), m))(*inputs)
         return pred, sig, jnp.sqrt(jnp.mean(jnp.abs(members - pred[:, None]) ** 2, axis=1))
 
     idx = _indices(ds, spec, role, max_samples)
-    if spec["task"] == "field":
-        medium_names, truth_name, keep = ["refractive_index"], "field", 1.0
-    else:
-        emitters = np.asarray(spec["info"]["emitters"])
-        medium_names, truth_name = ["sound_speed", "density"], "traces"
-        keep = scenarios.receiver_mask(emitters, ds.fields["traces"].shape[-1])[:, None, :]
     out: dict[str, list[np.ndarray]] = {k: [] for k in ("errors", "signals", "features", "band_errors",
                                                         "band_scales")}
-    for s in range(0, len(idx), batch):
-        raw = ds.read(idx[s:s + batch], medium_names + [truth_name])
-        media = np.stack([raw[n] for n in medium_names], 1)
-        pred, sig, spread = jax.device_get(evaluate(jnp.asarray(media)))
-        pred, truth = np.where(keep, pred, 0), np.where(keep, raw[truth_name], 0)
-        out["errors"].append(relative_l2(pred, truth))
+    for inputs, truth, media, keep in _batches(ds, spec, idx, batch):
+        pred, sig, spread = jax.device_get(evaluate(*map(jnp.asarray, inputs)))
+        pred, truth = np.where(keep, pred, 0), np.where(keep, truth, 0)
+        # steppers: channel 0 (pressure / Ez), as pdesurrogate evaluate
+        out["errors"].append(relative_l2(pred[:, 0], truth[:, 0]) if spec["task"] == "stepper" else
+                             relative_l2(pred, truth))
         out["signals"].append(np.asarray(sig, np.float64))
         out["features"].append(monitor_features(sig, media))
         if spread is not None:
@@ -190,7 +258,7 @@ def calibrate(run_dir: str | Path, data_dir: str | Path, alpha: float = 0.1, *, 
     """Calibrate a run's error bound, tolerance and shift monitor on a dataset; saves ``run_dir/trust.json``.
 
     Args:
-        run_dir: a field- or trace-operator run (or an ensemble run with ``members/``).
+        run_dir: a field-operator, trace-operator or stepper run (or an ensemble run with ``members/``).
         data_dir: the calibration dataset (data like the use: held-out phantoms, inversion iterates).
         alpha: miscoverage of the bound, in (0, 1).
         tolerance: the acceptable relative L2 error (default: the calibration errors' ``1 - alpha`` quantile).
@@ -258,7 +326,7 @@ def bound_figure(path: str | Path, reports: dict[str, dict[str, Any]]) -> None:
     reports by set name), with the diagonal and the tolerance."""
     from pdesurrogate.io import save_figure, subplots
 
-    fig, axes = subplots(1, len(reports), figsize=(4.2 * len(reports), 4.0), squeeze=False)
+    fig, axes = subplots(1, len(reports), figsize=(4.2 * len(reports), 4.0), squeeze=False, layout="constrained")
     for ax, (name, r) in zip(axes[0], reports.items()):
         e, b = np.asarray(r["errors"]), np.asarray(r["bounds"])
         ax.loglog(e, b, ".", ms=3, alpha=0.6)
@@ -286,11 +354,16 @@ def markdown_table(reports: dict[str, dict[str, Any]]) -> str:
 
 def guard(run_dir: str | Path, solver: Callable[..., Any], tolerance: float | None = None, *,
           checkpoint: str = "best", check_every: int = 10, gamma: float = 0.01) -> Guarded:
-    """The guarded forward model of a calibrated run: ``guarded(medium)`` -> fields (or all shots).
+    """The guarded forward model of a calibrated run: ``guarded(medium)`` -> fields (field operators)
+    or all shots (trace operators); ``guarded(state, medium)`` -> the next state (steppers).
+
+    Its ``operator`` (what :meth:`Guarded.select` returns when the surrogate may answer) is the
+    prediction of :func:`signal_function`'s ``fn`` (an ensemble's mean), differentiable in its inputs.
 
     Args:
         run_dir: a run calibrated with :func:`calibrate`.
-        solver: the reference forward model ``solver(medium) -> answer`` of the prediction's shape.
+        solver: the reference forward model of the same inputs, ``solver(*inputs) -> answer`` of
+            the prediction's shape.
         tolerance: acceptable relative L2 (default the calibration's).
         check_every, gamma: see :class:`Guarded`.
     """
@@ -302,11 +375,25 @@ def guard(run_dir: str | Path, solver: Callable[..., Any], tolerance: float | No
         raise ValueError(f"the calibration's signals {list(cal.names)} differ from the run's {list(names)}; "
                          f"recalibrate")
 
-    def features(signals: np.ndarray, medium: Any) -> np.ndarray:
-        return monitor_features(signals[None], np.asarray(medium)[None])[0]
+    def features(signals: np.ndarray, *inputs: Any) -> np.ndarray:  # the medium is the last input
+        return monitor_features(signals[None], np.asarray(inputs[-1])[None])[0]
 
-    return Guarded(operator, cal, tolerance, solver=solver, signals=jax.jit(fn), features=features,
-                   check_every=check_every, gamma=gamma)
+    return Guarded(lambda *inputs: fn(*inputs)[0], cal, tolerance, solver=solver, signals=jax.jit(fn),
+                   features=features, check_every=check_every, gamma=gamma)
+
+
+def report(run_dir: str | Path, data_dirs: Sequence[str | Path], out_dir: str | Path,
+           names: Sequence[str] | None = None, **kwargs: Any) -> dict[str, Any]:
+    """The trust section of an evaluation report: :func:`assess` on every test set, the figure of
+    bound against error (``out_dir/trust_bounds.png``, :func:`bound_figure`) and the markdown table.
+
+    Returns ``{"sets": {name: assess report}, "markdown": table, "figure": "trust_bounds.png"}``;
+    ``kwargs`` go to :func:`assess` (``max_samples``, ``batch``, ``checkpoint``, ``calibration``).
+    """
+    reports = assess_sets(run_dir, data_dirs, names, keep_arrays=True, **kwargs)
+    bound_figure(Path(out_dir) / "trust_bounds.png", reports)
+    sets = {k: {m: v for m, v in r.items() if m not in ("errors", "bounds")} for k, r in reports.items()}
+    return {"sets": sets, "markdown": markdown_table(sets), "figure": "trust_bounds.png"}
 
 
 def assess_sets(run_dir: str | Path, data_dirs: Sequence[str | Path], names: Sequence[str] | None = None,

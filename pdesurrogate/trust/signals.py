@@ -35,15 +35,16 @@ def relative_spread(members: jax.Array) -> jax.Array:
     return jnp.sqrt(dev / (jnp.sum(jnp.abs(mean) ** 2) + _TINY))
 
 
-def time_reversal(stepper: Stepper, state: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+def time_reversal(stepper: Stepper, state: jax.Array, weights: jax.Array | None = None) -> jax.Array:
     """Time-reversal inconsistency ``||R Phi(R Phi(u)) - u|| / ||u||`` of one state ``(C, *shape)``.
 
     Args:
         stepper: any :class:`solvers.protocol.Stepper` (a :class:`pdesurrogate.Surrogate`).
         state: the state ``u``.
-        mask: ``shape`` weights (0 where absorption breaks reversibility, see
-            :func:`training.physics.reversal_mask`), or ``None``.
+        weights: weights broadcastable to ``state``: per-channel scales (so that pressure and
+            velocity count alike) times a mask that is 0 where absorption breaks reversibility
+            (:func:`training.physics.reversal_mask`); ``None``: all ones.
     """
     back = stepper.reverse(stepper.step(stepper.reverse(stepper.step(state))))
-    w = 1.0 if mask is None else mask
+    w = 1.0 if weights is None else weights
     return jnp.sqrt(jnp.sum(jnp.abs((back - state) * w) ** 2) / (jnp.sum(jnp.abs(state * w) ** 2) + _TINY))

@@ -18,9 +18,10 @@ small optical field operator.
 4. ``trust.guard`` with the FDTD solver as the fallback on a stream of 48 test inputs followed by 48
    twice-contrast inputs: fallback share, accepted answers above tolerance (against the datasets'
    solver answers), adaptive-conformal checks and the time against solver-only.
-5. Calibration that looks like use: the bound calibrated on a second iterate-like set
+5. The Spearman correlation of each raw signal with the error, per set.
+6. Calibration that looks like use: the bound calibrated on a second iterate-like set
    (``iterates_calibration``, seed 7) and assessed on ``iterates``.
-6. The error of member 0 and of the widened-family FNO (same seed and steps) on each set: the
+7. The error of member 0 and of the widened-family FNO (same seed and steps) on each set: the
    widening's effect on in-distribution morphology.
 
 Writes ``experiments/results/trust_cpu_small.{md,json}`` and ``trust_cpu_small_bounds.png``. A
@@ -45,6 +46,7 @@ sys.path.insert(0, str(REPO))
 
 from pdesurrogate import trust  # noqa: E402
 from pdesurrogate.config import load_toml  # noqa: E402
+from pdesurrogate.evaluation import spearman  # noqa: E402
 from pdesurrogate.io import write_json, write_text  # noqa: E402
 from pdesurrogate.trust.guarded import relative_error  # noqa: E402
 from training.data import generate, open_dataset, scenarios  # noqa: E402
@@ -138,6 +140,11 @@ def markdown(result: dict[str, Any]) -> str:
                     f"flags {100 * r['flagged']:.0f}% of its samples ({100 * r['flagged_single']:.0f}% one by one), "
                     f"and the guarded model falls back on the flagged ones." for k, r in a.items()
                     if r["coverage"] < r["nominal"] - 0.03]]
+    r = result["raw_signal_spearman"]
+    names = list(next(iter(r.values())))
+    lines += ["", "Spearman of each raw signal against the error (the combined, calibrated prediction is the table's "
+              "`spearman`):", "", "| set | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    lines += [f"| {k} | " + " | ".join(f"{v[n]:.3g}" for n in names) + " |" for k, v in r.items()]
     it = result["iterates_calibrated_on_iterates"]
     lines += ["", f"Calibrated on iterate-like media instead ({it['n']} iterates, a second set of 192 as calibration, "
               f"same tolerance): coverage {it['coverage']:.3g} (nominal {it['nominal']:.3g}), multiplier "
@@ -186,6 +193,10 @@ def main() -> None:
     on_iterates = trust.fit_calibration(m["signals"], m["errors"], m["features"], m["names"], 0.1,
                                         tolerance=cal.tolerance)
     iterates = trust.assess(run, work / "iterates", calibration=on_iterates)
+    raw = {}
+    for s in TEST_SETS:
+        m = trust.measure_set(run, work / s)
+        raw[s] = {name: spearman(m["signals"][:, j], m["errors"]) for j, name in enumerate(m["names"])}
     widening = {label: {s: {k: float(np.percentile(trust.measure_set(d, work / s)["errors"], q))
                             for k, q in (("median", 50), ("p95", 95))} for s in TEST_SETS}
                 for label, d in (("before", run / "members" / "0"), ("after", wide))}
@@ -195,7 +206,8 @@ def main() -> None:
                                          "signals": list(cal.names), "alpha": cal.alpha},
               "assess": section["sets"],
               "guarded": guarded_stream(run, work, args.stream), "widening": widening,
-              "iterates_calibrated_on_iterates": iterates | {"quantile": on_iterates.quantile}}
+              "iterates_calibrated_on_iterates": iterates | {"quantile": on_iterates.quantile},
+              "raw_signal_spearman": raw}
     result["seconds"] = time.perf_counter() - t0
     write_json(results / "trust_cpu_small.json", result)
     write_text(results / "trust_cpu_small.md", markdown(result))

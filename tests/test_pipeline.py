@@ -132,3 +132,17 @@ def test_train_validation_and_test_splits_are_disjoint():
     assert sorted(np.concatenate([train, val, test]).tolist()) == list(range(64))
     with pytest.raises(ValueError, match="at least 3 samples"):
         split_indices(2)
+
+
+def test_calibrate_bounds_the_stepper_error(pipeline, capsys):
+    # pdesurrogate calibrate on the run's own dataset: its validation split calibrates (8 trajectories x
+    # 8 one-step predictions), its test split is assessed
+    from pdesurrogate.trust import Calibration
+
+    root, _, _ = pipeline
+    assert main(["calibrate", str(root / "run"), "--data", str(root / "data"), "--test", str(root / "data")]) == 0
+    cal = Calibration.load(root / "run")
+    assert cal.names == ("residual", "time_reversal") and cal.info["n"] == 64
+    row = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| data |")][0]
+    n, coverage, nominal, spearman = (float(v) for v in row.split("|")[2:6])
+    assert n == 64 and nominal == 0.9 and coverage >= 0.75 and spearman > 0.5

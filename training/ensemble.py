@@ -47,10 +47,10 @@ def train_members(toml: dict[str, Any], data_dir: str | Path, out: str | Path, k
                   progress: bool = False) -> list[Path]:
     """Train (or resume) ``k`` members into ``out/members/0 ... k-1``; returns their run directories.
 
-    Each member is one call of the training entry point (``pdesurrogate train``'s ``train_run``)
+    Each member is one call of the training entry point (:func:`training.run.train_run`)
     with its own seeds; see :func:`member_configs` for ``k`` and ``seed``.
     """
-    from pdesurrogate.cli.train import train_run
+    from training.run import train_run
 
     dirs = []
     for i, member in enumerate(member_configs(toml, k, seed)):

@@ -50,13 +50,12 @@ class Ensemble(eqx.Module):
     @classmethod
     def load(cls, run_dir: str | Path, *, checkpoint: str = "best") -> Ensemble:
         """The members ``run_dir/members/<k>`` of an ensemble run (``training.ensemble.train_members``)."""
-        from pdesurrogate.surrogate import FieldOperator, Surrogate, read_spec
+        from pdesurrogate.surrogate import load
 
         dirs = member_dirs(run_dir)
         if len(dirs) < 2:
             raise ValueError(f"{run_dir} holds {len(dirs)} ensemble members under {MEMBERS_DIR}/; need >= 2 "
                              f"(train them with training.ensemble.train_members)")
-        load = Surrogate.load if read_spec(dirs[0])["task"] == "stepper" else FieldOperator.load
         return cls([load(d, checkpoint=checkpoint) for d in dirs])
 
     @property

@@ -313,7 +313,7 @@ def test_stepper_signals_residual_and_time_reversal():
     from pdesurrogate import Surrogate
     from pdesurrogate.models import build_model
     from pdesurrogate.trust.ensemble import Ensemble
-    from pdesurrogate.trust.run import stepper_signal_function
+    from pdesurrogate.trust.run import signal_function
     from pdesurrogate.trust.signals import time_reversal
     from solvers import Grid, acoustic
 
@@ -331,12 +331,12 @@ def test_stepper_signals_residual_and_time_reversal():
     solver = acoustic.Stepper(grid, acoustic.Medium(sound_speed=1500.0, density=1000.0), pml_size=0, dt=dt)
     state = solver.run(solver.init(p0), 8)  # a state with velocity
     u = jnp.concatenate([state.p[None], jnp.stack(state.v)])
-    names, fn = stepper_signal_function(sur[0], spec)
+    names, fn = signal_function(sur[0], spec)
     pred, sig = fn(u, medium)
     assert names == ("residual", "time_reversal") and pred.shape == u.shape
     weights = jnp.asarray([1.0, 1.5e6, 1.5e6]).reshape(3, 1, 1)
     assert float(sig[1]) == pytest.approx(float(time_reversal(sur[0].with_medium(medium), u, weights)), rel=1e-5)
     assert np.all(np.isfinite(np.asarray(sig))) and float(sig[0]) > 0
-    names, fn = stepper_signal_function(Ensemble(sur), spec)
+    names, fn = signal_function(Ensemble(sur), spec)
     _, sig = fn(u, medium)
     assert names == ("residual", "time_reversal", "spread") and float(sig[2]) > 0

@@ -26,7 +26,7 @@ _EXPORTS = {
     "Guarded": "guarded",
     "assess": "run", "assess_sets": "run", "bound_figure": "run", "calibrate": "run", "guard": "run",
     "load_operator": "run", "markdown_table": "run", "measure_set": "run", "report": "run",
-    "signal_function": "run", "stepper_signal_function": "run",
+    "signal_function": "run",
 }
 __all__ = sorted(_EXPORTS)
 

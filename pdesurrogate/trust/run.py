@@ -1,13 +1,13 @@
 """Trust for a training run: calibrate on a dataset, assess on test sets, guard a forward model.
 
-These functions read datasets (:mod:`training.data`) and build physics residuals
-(:mod:`training.physics`, :mod:`training.losses`), so, like the CLI, they import ``training``
-(inside the functions); the rest of :mod:`pdesurrogate.trust` imports only ``solvers`` and
-``pdesurrogate``. Supported runs: optical field operators (``field``: Helmholtz residual), USCT
-trace operators (``traces``: reciprocity) and steppers (``stepper``: the wave or Yee residual of
-one macro step and the time-reversal inconsistency), single or ensembles (``RUN/members/<k>``,
-adding the members' disagreement ``spread``). A stepper's samples are its one-step predictions
-from every frame of every trajectory (the error: relative L2 of channel 0, as ``pdesurrogate evaluate``).
+These functions read datasets (:mod:`training.data`) and ask the run's surrogate kind
+(:func:`training.tasks.get_task` of ``surrogate.json``'s ``task``) for what differs per kind: the
+samples (:meth:`~training.tasks.Task.trust_samples`), the label-free signals
+(:meth:`~training.tasks.Task.trust_signals`: Helmholtz residual for field operators, reciprocity for
+trace operators, wave / Yee residual and time-reversal inconsistency for steppers) and the error
+(:meth:`~training.tasks.Task.trust_error`). So, like the CLI, they import ``training`` (inside the
+functions); the rest of :mod:`pdesurrogate.trust` imports only ``solvers`` and ``pdesurrogate``.
+Runs are single surrogates or ensembles (``RUN/members/<k>``, adding the members' disagreement ``spread``).
 
 Datasets: the run's own dataset contributes its validation split to :func:`calibrate` and its
 test split to :func:`assess` (as ``pdesurrogate evaluate``); any other dataset all its samples.
@@ -18,19 +18,22 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pdesurrogate.evaluation.metrics import auroc, relative_l2, spearman
+from pdesurrogate.evaluation.metrics import auroc, spearman
 from pdesurrogate.trust.calibration import Calibration, fit_calibration
 from pdesurrogate.trust.conformal import coverage, pointwise_band
 from pdesurrogate.trust.ensemble import Ensemble, member_dirs
 from pdesurrogate.trust.guarded import Guarded
 from pdesurrogate.trust.monitor import medium_features
-from pdesurrogate.trust.signals import relative_spread, rms, time_reversal
+from pdesurrogate.trust.signals import relative_spread
+
+if TYPE_CHECKING:
+    from training.tasks import Task, TrustSignals
 
 ROLES = ("calibration", "test")
 _TINY = 1e-30
@@ -46,107 +49,51 @@ def run_spec(run_dir: str | Path) -> dict[str, Any]:
 
 def load_operator(run_dir: str | Path, *, checkpoint: str = "best") -> Any:
     """The run's forward model: an :class:`Ensemble` when ``run_dir/members`` holds >= 2 runs, else the
-    :class:`~pdesurrogate.FieldOperator` / :class:`~pdesurrogate.TraceOperator` /
-    :class:`~pdesurrogate.Surrogate` of ``run_dir``."""
-    from pdesurrogate.surrogate import FieldOperator, Surrogate
+    surrogate of ``run_dir`` (:func:`pdesurrogate.surrogate.load`)."""
+    from pdesurrogate.surrogate import load
 
     if len(member_dirs(run_dir)) >= 2:
         return Ensemble.load(run_dir, checkpoint=checkpoint)
-    load = Surrogate.load if run_spec(run_dir)["task"] == "stepper" else FieldOperator.load
     return load(run_dir, checkpoint=checkpoint)
+
+
+def _task_signals(operator: Any, spec: dict[str, Any]) -> tuple[Task, TrustSignals]:
+    """``(task, signals)``: the run's :class:`training.tasks.Task` and its
+    :class:`~training.tasks.TrustSignals` for ``operator``."""
+    from training.tasks import get_task
+
+    task = get_task(spec["task"])
+    return task, task.trust_signals(spec, ensemble=isinstance(operator, Ensemble))
 
 
 def signal_function(operator: Any, spec: dict[str, Any]) -> tuple[tuple[str, ...], Callable[..., tuple[Any, Any]]]:
     """``(names, fn)``: ``fn(*inputs)`` -> ``(prediction, signals (J,))`` for one sample.
 
-    Field operators (``inputs = (medium (M, *shape),)``): the prediction is the fields
-    ``(F, *shape)`` and the signals the RMS Helmholtz residual of the predicted total field
-    (``helmholtz``); trace operators (``inputs = (medium,)``): all shots ``(S, nt, n_elements)`` of
-    the data's emitters and the reciprocity gap of their scattered traces (``reciprocity``);
-    steppers (``inputs = (state (C, *shape), medium)``): see :func:`stepper_signal_function`.
-    Ensembles predict the members' mean and add ``spread`` (:func:`~pdesurrogate.trust.signals.relative_spread`).
+    The run's task (``spec["task"]``) gives the inputs and the signals
+    (:meth:`training.tasks.Task.trust_signals`): field operators ``inputs = (medium (M, *shape),)``,
+    the fields ``(F, *shape)`` and ``helmholtz``; trace operators ``(medium,)``, all shots ``(S, nt,
+    n_elements)`` of the data's emitters and ``reciprocity``; steppers ``(state (C, *shape), medium)``,
+    the next state and ``residual``, ``time_reversal``. Ensembles predict the members' mean and add
+    ``spread`` (:func:`~pdesurrogate.trust.signals.relative_spread`).
     """
-    ensemble = isinstance(operator, Ensemble)
-    if spec["task"] == "stepper":
-        return stepper_signal_function(operator, spec)
-    if spec["task"] == "field":
-        from solvers.grid import Grid
-        from training.physics import HelmholtzResidual
+    return _compose(operator, _task_signals(operator, spec)[1])
 
-        info = spec["info"]
-        residual = HelmholtzResidual(Grid(tuple(spec["shape"]), spec["spacing"]), float(info["wavelength_m"]),
-                                     int(spec["pml_size"]), background_index=float(info.get("background_index", 1.0)))
 
-        def physics(pred: jax.Array, medium: jax.Array) -> jax.Array:
-            return rms(residual(pred, medium))
+def _compose(operator: Any, sig: TrustSignals) -> tuple[tuple[str, ...], Callable[..., tuple[Any, Any]]]:
+    """:func:`signal_function` of ``operator`` from its task's :class:`~training.tasks.TrustSignals`."""
+    if not isinstance(operator, Ensemble):
+        def fn(*inputs: jax.Array) -> tuple[jax.Array, jax.Array]:
+            pred = sig.forward(operator, *inputs)
+            return pred, sig.physics(operator, pred, *inputs)
 
-        forward: Callable[[Any, jax.Array], jax.Array] = lambda op, m: op(m)  # noqa: E731
-        names: tuple[str, ...] = ("helmholtz",)
-    else:
-        from training.losses import reciprocity_gap
+        return sig.names, fn
 
-        emitters = np.asarray(spec["info"]["emitters"])
-        template = operator.template if ensemble else operator
-        water = template.offset[emitters]
-
-        def physics(pred: jax.Array, medium: jax.Array) -> jax.Array:
-            return jnp.sqrt(reciprocity_gap(pred - water.astype(pred.dtype), emitters) + _TINY)
-
-        forward = lambda op, m: op.measure(m, emitters)  # noqa: E731
-        names = ("reciprocity",)
-
-    def fn(medium: jax.Array) -> tuple[jax.Array, jax.Array]:
-        if not ensemble:
-            pred = forward(operator, medium)
-            return pred, physics(pred, medium)[None]
-        members = operator.apply(forward, medium)
+    def ensemble_fn(*inputs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        members = operator.apply(sig.forward, *inputs)
         pred = jnp.mean(members, axis=0)
-        return pred, jnp.stack([physics(pred, medium), relative_spread(members)])
+        return pred, jnp.concatenate([sig.physics(operator.member(0), pred, *inputs), relative_spread(members)[None]])
 
-    return names + (("spread",) if ensemble else ()), fn
-
-
-def stepper_signal_function(operator: Any, spec: dict[str, Any]) -> tuple[tuple[str, ...], Callable[..., Any]]:
-    """``(names, fn)`` of a stepper run: ``fn(state, medium)`` -> ``(next state, signals)``.
-
-    Signals: ``residual``, the RMS of the wave (acoustic, states with velocity) or Yee (Maxwell)
-    residual of the predicted step (:mod:`training.physics`, the data's scheme: 0 for the solver's
-    own step); ``time_reversal``, ``||R Phi(R Phi(u)) - u|| / ||u||`` with channels scaled as the
-    network sees them, outside the absorbing layer (states with velocity / H); ``spread`` for
-    ensembles (the members' next states; the time reversal of member 0).
-    """
-    from solvers.grid import Grid
-    from training.physics import WaveResidual, YeeResidual, reversal_mask
-
-    grid = Grid(tuple(spec["shape"]), spec["spacing"])
-    channels = len(spec["reversal_signs"])
-    if channels == 1 and not isinstance(operator, Ensemble):
-        raise ValueError("a pressure-only stepper has no one-step label-free signal (the wave residual needs "
-                         "velocity, time reversal too); train an ensemble (training.ensemble) for its spread")
-    if spec.get("physics") == "maxwell":
-        residual = YeeResidual(grid, spec["macro_steps"], spec["courant"], spec["pml_size"])
-    else:
-        residual = WaveResidual(grid, spec["solver_dt"] * spec["macro_steps"], spec["scheme"], spec["fd_order"],
-                                spec["pml_size"], substeps=spec["macro_steps"],
-                                fd_coefficients=spec.get("fd_coefficients", "taylor"))
-    mask = reversal_mask(tuple(spec["shape"]), int(spec["pml_size"]))
-    scales = np.asarray(spec["state_scales"], np.float32).reshape((-1,) + (1,) * grid.ndim)
-    weights = jnp.asarray(scales if mask is None else scales * mask[None])
-    names = ("residual", "time_reversal") if channels > 1 else ()
-
-    def fn(state: jax.Array, medium: jax.Array) -> tuple[jax.Array, jax.Array]:
-        if isinstance(operator, Ensemble):
-            members = operator.apply(lambda op, u, m: op.with_medium(m).step(u), state, medium)
-            pred, first = jnp.mean(members, axis=0), operator.member(0).with_medium(medium)
-            extra = [relative_spread(members)]
-        else:
-            first = operator.with_medium(medium)
-            pred, extra = first.step(state), []
-        own = [rms(residual(jnp.stack([state, pred]), medium)), time_reversal(first, state, weights)] \
-            if channels > 1 else []
-        return pred, jnp.stack(own + extra)
-
-    return names + (("spread",) if isinstance(operator, Ensemble) else ()), fn
+    return sig.names + ("spread",), ensemble_fn
 
 
 def monitor_features(signals: np.ndarray, media: np.ndarray) -> np.ndarray:
@@ -162,35 +109,6 @@ def _indices(ds: Any, spec: dict[str, Any], role: str, max_samples: int | None) 
     return idx if max_samples is None else idx[:max_samples]
 
 
-def _batches(ds: Any, spec: dict[str, Any], idx: np.ndarray, batch: int):
-    """``(inputs, truth, media, keep)`` per batch of samples ``idx``: the inputs of
-    :func:`signal_function`'s ``fn`` stacked on a leading axis, the solver's answers, the media
-    ``(B, M, *shape)`` and what counts in the error (trace operators: not the emitting element's own
-    trace, :func:`training.data.scenarios.receiver_mask`; else 1). Steppers: one sample per frame
-    but the last of every trajectory."""
-    from training.data import scenarios, task_fields, to_task_batch
-
-    task = spec["task"]
-    for s in range(0, len(idx), batch):
-        rows = idx[s:s + batch]
-        if task == "stepper":
-            b = to_task_batch(ds.read(rows, task_fields("stepper", ds.fields)), "stepper")
-            states, media = b["state"], b["medium"]
-            n, steps = states.shape[0], states.shape[1] - 1
-            media = np.repeat(media, steps, axis=0)
-            yield ((states[:, :-1].reshape(n * steps, *states.shape[2:]), media),
-                   states[:, 1:].reshape(n * steps, *states.shape[2:]), media, 1.0)
-        elif task == "field":
-            raw = ds.read(rows, ["refractive_index", "field"])
-            media = raw["refractive_index"][:, None]
-            yield (media,), raw["field"], media, 1.0
-        else:
-            raw = ds.read(rows, ["sound_speed", "density", "traces"])
-            media = np.stack([raw["sound_speed"], raw["density"]], 1)
-            keep = scenarios.receiver_mask(np.asarray(spec["info"]["emitters"]), raw["traces"].shape[-1])
-            yield (media,), raw["traces"], media, keep[:, None, :]
-
-
 def measure_set(run_dir: str | Path, data_dir: str | Path, role: str = "test", *, operator: Any = None,
                 max_samples: int | None = None, batch: int = 16, checkpoint: str = "best") -> dict[str, Any]:
     """Errors, signals and monitor features of a run on a dataset.
@@ -202,8 +120,10 @@ def measure_set(run_dir: str | Path, data_dir: str | Path, role: str = "test", *
 
     Returns:
         ``names`` (J,), ``errors`` ``(n,)`` (relative L2 against the dataset's solver answer),
-        ``signals`` ``(n, J)``, ``features`` ``(n, d)``, and for ensembles of field operators the
-        pointwise ``band_errors`` / ``band_scales`` ``(n, F, *shape)`` (|error| and the members' spread).
+        ``signals`` ``(n, J)``, ``features`` ``(n, d)``, and for ensembles of a kind with a pointwise band
+        (:attr:`training.tasks.Task.trust_band`: field operators) ``band_errors`` / ``band_scales``
+        ``(n, F, *shape)`` (|error| and the members' spread). ``n`` counts the task's trust samples
+        (:meth:`training.tasks.Task.trust_samples`: a stepper's one-step predictions from every frame).
     """
     from training.data import open_dataset
 
@@ -217,28 +137,27 @@ def measure_set(run_dir: str | Path, data_dir: str | Path, role: str = "test", *
     if list(ds.config.shape) != list(spec["shape"]) or not math.isclose(ds.config.spacing, spec["spacing"]):
         raise ValueError(f"dataset {data_dir} has grid {list(ds.config.shape)} x {ds.config.spacing} m; the run was "
                          f"trained on {spec['shape']} x {spec['spacing']} m")
-    names, fn = signal_function(operator, spec)
-    ensemble_field = isinstance(operator, Ensemble) and spec["task"] == "field"
+    task, parts = _task_signals(operator, spec)
+    names, fn = _compose(operator, parts)
+    band = isinstance(operator, Ensemble) and task.trust_band
 
     @jax.jit
     def evaluate(*inputs: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array | None]:
         pred, sig = jax.vmap(fn)(*inputs)
-        if not ensemble_field:
+        if not band:
             return pred, sig, None
-        members = jax.vmap(lambda m: operator.apply(lambda op, x: op(x), m))(*inputs)
+        members = jax.vmap(lambda *x: operator.apply(parts.forward, *x))(*inputs)
         return pred, sig, jnp.sqrt(jnp.mean(jnp.abs(members - pred[:, None]) ** 2, axis=1))
 
     idx = _indices(ds, spec, role, max_samples)
     out: dict[str, list[np.ndarray]] = {k: [] for k in ("errors", "signals", "features", "band_errors",
                                                         "band_scales")}
-    for inputs, truth, media, keep in _batches(ds, spec, idx, batch):
-        pred, sig, spread = jax.device_get(evaluate(*map(jnp.asarray, inputs)))
-        pred, truth = np.where(keep, pred, 0), np.where(keep, truth, 0)
-        # steppers: channel 0 (pressure / Ez), as pdesurrogate evaluate
-        out["errors"].append(relative_l2(pred[:, 0], truth[:, 0]) if spec["task"] == "stepper" else
-                             relative_l2(pred, truth))
+    for samples in task.trust_samples(ds, spec, idx, batch):
+        pred, sig, spread = jax.device_get(evaluate(*map(jnp.asarray, samples.inputs)))
+        pred, truth = np.where(samples.keep, pred, 0), np.where(samples.keep, samples.truth, 0)
+        out["errors"].append(task.trust_error(pred, truth))
         out["signals"].append(np.asarray(sig, np.float64))
-        out["features"].append(monitor_features(sig, media))
+        out["features"].append(monitor_features(sig, samples.media))
         if spread is not None:
             out["band_errors"].append(np.abs(pred - truth))
             out["band_scales"].append(np.asarray(spread))

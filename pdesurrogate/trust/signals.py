@@ -5,7 +5,7 @@
 - :func:`relative_spread`: the disagreement of an ensemble's members (:class:`~pdesurrogate.trust.Ensemble`);
 - :func:`time_reversal`: a stepper's time-reversal inconsistency ``||R Phi(R Phi(u)) - u|| / ||u||``;
 - reciprocity for trace operators is ``sqrt`` of :func:`training.losses.reciprocity_gap` of the
-  predicted shots (:func:`pdesurrogate.trust.run.operator_signals` computes it).
+  predicted shots (:meth:`training.tasks.TraceTask.trust_signals` computes it).
 
 Each returns a positive scalar per sample; jit and vmap compose with them.
 """

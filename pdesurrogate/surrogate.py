@@ -310,8 +310,9 @@ class FieldOperator(StepperModule):
         """Restore a trained field operator from a training run directory (in any process); a USCT
         run (task ``traces``) restores as a :class:`TraceOperator`."""
         spec = read_spec(run_dir)
-        if spec["task"] == "traces" and cls is FieldOperator:
-            return TraceOperator.load(run_dir, checkpoint=checkpoint)
+        kind = SURROGATES.get(spec["task"], cls)
+        if cls is FieldOperator and kind is not cls and issubclass(kind, FieldOperator):
+            return kind.load(run_dir, checkpoint=checkpoint)
         if spec["task"] != "field":
             raise ValueError(f"{run_dir} holds a {spec['task']!r} surrogate; use Surrogate.load "
                              f"(or pdesurrogate.surrogate.load for any kind)")

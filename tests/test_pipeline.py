@@ -132,3 +132,48 @@ def test_train_validation_and_test_splits_are_disjoint():
     assert sorted(np.concatenate([train, val, test]).tolist()) == list(range(64))
     with pytest.raises(ValueError, match="at least 3 samples"):
         split_indices(2)
+
+
+def test_calibrate_bounds_the_stepper_error(pipeline, capsys):
+    # pdesurrogate calibrate on the run's own dataset: its validation split calibrates (8 trajectories x
+    # 8 one-step predictions), its test split is assessed
+    from pdesurrogate.trust import Calibration
+
+    root, _, _ = pipeline
+    assert main(["calibrate", str(root / "run"), "--data", str(root / "data"), "--test", str(root / "data")]) == 0
+    cal = Calibration.load(root / "run")
+    assert cal.names == ("residual", "time_reversal") and cal.info["n"] == 64
+    row = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| data |")][0]
+    n, coverage, nominal, spearman = (float(v) for v in row.split("|")[2:6])
+    assert n == 64 and nominal == 0.9 and coverage >= 0.75 and spearman > 0.5
+
+
+def test_evaluate_reports_trust_once_calibrated(pipeline):
+    # after `pdesurrogate calibrate` (the test above), `pdesurrogate evaluate` adds the trust figures per test set
+    root, _, _ = pipeline
+    if not (root / "run" / "trust.json").is_file():
+        assert main(["calibrate", str(root / "run"), "--data", str(root / "data")]) == 0
+    out = root / "eval_trust.json"
+    assert main(["evaluate", str(root / "run"), "--data", str(root / "data"), "--json", str(out), "--no-speed"]) == 0
+    result = json.loads(out.read_text())
+    test = result["trust"]["sets"]["test"]
+    assert test["n"] == result["rel_l2"]["n"] == 64 and test["nominal"] == 0.9
+    assert 0.0 <= test["coverage"] <= 1.0 and 0.0 <= test["flagged"] <= 1.0
+    assert (root / "run" / "evaluation" / "trust_bounds.png").stat().st_size > 0
+    assert "Trust (" in (root / "run" / "evaluation" / "evaluation.md").read_text()
+
+
+def test_train_members_option_trains_an_ensemble(pipeline, tmp_path):
+    # [train] members = 2: `pdesurrogate train` writes two seeded runs that load as one vmapped ensemble
+    from pdesurrogate.config import dump_toml, load_toml
+    from pdesurrogate.trust import Ensemble
+
+    root, _, _ = pipeline
+    cfg = load_toml(SMOKE)
+    cfg["train"] |= {"members": 2, "warmup_steps": 1}
+    (tmp_path / "ens.toml").write_text(dump_toml(cfg))
+    assert main(["train", str(tmp_path / "ens.toml"), "--data", str(root / "data"), "--out", str(tmp_path / "ens"),
+                 "--steps", "3", "--quiet"]) == 0
+    specs = [json.loads((tmp_path / "ens" / "members" / str(k) / "surrogate.json").read_text()) for k in (0, 1)]
+    assert [s["train"]["seed"] for s in specs] == [0, 1] and specs[0]["model"]["seed"] != specs[1]["model"]["seed"]
+    assert Ensemble.load(tmp_path / "ens").size == 2

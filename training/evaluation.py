@@ -46,6 +46,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from pdesurrogate import trust
 from pdesurrogate.io import save_figure, save_npz, subplots, write_json, write_text
 from pdesurrogate.surrogate import load, read_spec
 from training.data import open_dataset
@@ -156,6 +157,9 @@ def markdown(result: dict[str, Any]) -> str:
         for k in ("forward", "forward_gradient"):
             if k in sp:
                 lines.append(f"| {k} | {sp[k]['surrogate_s']:.4g} | {sp[k]['solver_s']:.4g} | {sp[k]['ratio']:.3g} |")
+    if "trust" in result:
+        lines += ["", "Trust (the calibrated error bound, label-free signal and shift monitor per test set; "
+                  "`pdesurrogate calibrate`):", "", result["trust"]["markdown"]]
     lines += ["", *[f"![{f}]({f})" for f in result.get("figures", [])], ""]
     return "\n".join(lines)
 
@@ -217,13 +221,19 @@ def evaluate_run(run_dir: str | Path, data_dirs: list[str | Path] | str | Path, 
     result, arrays, ds, idx = one(data_dirs[0])
     result = {"run_dir": str(run_dir), "task": task.name, "data": str(data_dirs[0]), "checkpoint": checkpoint,
               "device": f"{jax.default_backend()} {jax.devices()[0].device_kind}", **result, "splits": {}}
+    names = ["test"]
     for path in data_dirs[1:]:
         res, _, ds_x, _ = one(path)
         name = ds_x.config.split if getattr(ds_x.config, "split", None) else Path(path).name
         result["splits"][str(name)] = res
+        names.append(str(name))
     if speed:
         result["speed"] = task.speed(model, ds, ds.read(idx[:min(speed_batch, len(idx))]), spec, speed_gradient)
     result["figures"] = _figures(out_dir, result, arrays)
+    if (run_dir / trust.TRUST_FILE).is_file():  # calibrated (`pdesurrogate calibrate`): bound, signal, monitor per set
+        result["trust"] = trust.report(run_dir, data_dirs, out_dir, names, max_samples=max_samples, batch=batch,
+                                       checkpoint=checkpoint)
+        result["figures"].append(result["trust"]["figure"])
     save_npz(out_dir / "per_sample.npz", rel_l2=arrays["one"], baseline_rel_l2=arrays["base"], samples=idx)
     write_json(out_dir / "evaluation.json", result)
     write_text(out_dir / "evaluation.md", markdown(result))

@@ -13,7 +13,7 @@ import importlib
 import sys
 
 # Modules under pdesurrogate.cli that register subcommands, in --help order.
-COMMAND_MODULES = ("info", "simulate", "data", "train", "evaluate", "invert", "demo")
+COMMAND_MODULES = ("info", "simulate", "data", "train", "evaluate", "calibrate", "invert", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

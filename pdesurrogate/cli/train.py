@@ -2,7 +2,9 @@
 
 Calls :func:`training.run.train_run`: the ``[model]`` and ``[train]`` sections of the experiment
 TOML configure the network and the optimisation; the dataset fixes the surrogate kind
-(:mod:`training.tasks`). A killed run resumes with the same command (``--resume``, the default).
+(:mod:`training.tasks`). ``[train] members = K`` trains a deep ensemble of K seeds into
+``RUN/members/<k>`` (:func:`training.ensemble.train_members`; :class:`pdesurrogate.trust.Ensemble`
+loads it). A killed run resumes with the same command (``--resume``, the default).
 """
 
 from __future__ import annotations
@@ -12,10 +14,16 @@ import argparse
 
 def handler(args: argparse.Namespace) -> int:
     from pdesurrogate.config import load_toml
+    from training.ensemble import train_members
     from training.run import train_run
 
-    result = train_run(load_toml(args.config), args.data, args.out, resume=args.resume, steps=args.steps,
-                       progress=not args.quiet)
+    toml = load_toml(args.config)
+    if isinstance(toml.get("train"), dict) and toml["train"].get("members", 1) != 1:  # [train] members = K
+        for run_dir in train_members(toml, args.data, args.out, resume=args.resume, steps=args.steps,
+                                     progress=not args.quiet):
+            print(f"trained ensemble member -> {run_dir}")
+        return 0
+    result = train_run(toml, args.data, args.out, resume=args.resume, steps=args.steps, progress=not args.quiet)
     best = "n/a" if result.best_val is None else f"{result.best_val:.4g}"
     print(f"trained {result.step} steps -> {result.run_dir} (best validation loss {best}, "
           f"non-finite steps {result.nan_events})")

@@ -7,10 +7,11 @@ These are pure functions of arrays. Evaluating a training run on datasets, which
 ``training.data``, is :func:`training.evaluation.evaluate_run` (``pdesurrogate evaluate``).
 """
 
-from pdesurrogate.evaluation.metrics import (BANDS, band_errors, dilate, distribution, normalised_relative_l2,
+from pdesurrogate.evaluation.metrics import (BANDS, auroc, band_errors, dilate, distribution, normalised_relative_l2,
                                              radial_band_index, relative_l2, roi_errors, rollout_curve,
-                                             spectral_tail)
+                                             spearman, spectral_tail)
 from pdesurrogate.evaluation.speed import compare, stepper_speed, time_call
 
-__all__ = ["BANDS", "band_errors", "compare", "dilate", "distribution", "normalised_relative_l2", "radial_band_index",
-           "relative_l2", "roi_errors", "rollout_curve", "spectral_tail", "stepper_speed", "time_call"]
+__all__ = ["BANDS", "auroc", "band_errors", "compare", "dilate", "distribution", "normalised_relative_l2",
+           "radial_band_index", "relative_l2", "roi_errors", "rollout_curve", "spearman", "spectral_tail",
+           "stepper_speed", "time_call"]

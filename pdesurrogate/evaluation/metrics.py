@@ -170,3 +170,31 @@ def spectral_tail(increment: np.ndarray, reference: np.ndarray, modes: Sequence[
     crop = (slice(None), slice(None)) + tuple(slice(p, p + n) for p, n in zip(pads, spatial))
     tail = increment - low[crop]
     return np.sqrt(np.sum(tail**2, axis=(1,) + axes)) / np.maximum(np.sqrt(np.sum(reference**2, axis=(1,) + axes)), _TINY)
+
+
+def spearman(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
+    """Spearman rank correlation of two ``(n,)`` samples (ties get their mean rank; NaN if either is constant)."""
+    from scipy.stats import rankdata
+
+    a, b = np.asarray(x, np.float64).reshape(-1), np.asarray(y, np.float64).reshape(-1)
+    if a.shape != b.shape or a.size < 2:
+        raise ValueError(f"x and y must be (n >= 2,) samples of one shape, got {a.shape} and {b.shape}")
+    ra, rb = rankdata(a), rankdata(b)
+    if ra.std() == 0 or rb.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def auroc(scores: Sequence[float] | np.ndarray, labels: Sequence[bool] | np.ndarray) -> float:
+    """Area under the ROC curve of ``scores`` ``(n,)`` for binary ``labels`` ``(n,)`` (the
+    Mann-Whitney statistic, ties counted half; NaN when one class is absent)."""
+    from scipy.stats import rankdata
+
+    s, lab = np.asarray(scores, np.float64).reshape(-1), np.asarray(labels, bool).reshape(-1)
+    if s.shape != lab.shape:
+        raise ValueError(f"scores and labels must have one shape, got {s.shape} and {lab.shape}")
+    pos, neg = int(lab.sum()), int((~lab).sum())
+    if pos == 0 or neg == 0:
+        return float("nan")
+    ranks = rankdata(s)
+    return float((ranks[lab].sum() - pos * (pos + 1) / 2) / (pos * neg))

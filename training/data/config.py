@@ -78,6 +78,19 @@ class PhantomConfig:
         min=1, max=32, doc="rare-lesion diameter range in cells"))
     lesion_contrast: float = field(default=0.08, metadata=spec(
         min=-0.5, max=1.0, doc="rare-lesion relative contrast (fraction of the local value)"))
+    # Wider families (issue 18): None (the default) leaves every existing dataset and fingerprint as it was.
+    cell_diameter: tuple[float, float] | None = field(default=None, metadata=spec(
+        min=0.02, max=0.5, doc="cell phantom: cell diameter range as a fraction of the field width (up to half "
+        "the field, as far as the object's room inside the absorbing layer / detector lines allows; default: "
+        "from the body radius and n_cells)"))
+    texture: float | None = field(default=None, metadata=spec(
+        min=0.0, max=0.008, doc="cell phantom: std of a Gaussian-random-field texture of the cytoplasm index "
+        "(clipped at 2 std)"))
+    texture_cells: float | None = field(default=None, metadata=spec(
+        min=0.5, max=64.0, unit="cells", doc="correlation length of the cytoplasm texture (default 2 cells)"))
+    smoothing: tuple[float, float] | None = field(default=None, metadata=spec(
+        min=0.0, max=32.0, unit="cells", doc="Gaussian smoothing (std range, drawn per sample) of every "
+        "deviation from the background: inversion-iterate-like media (with contrast < 1: lower contrast too)"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,7 +174,9 @@ class DataConfig:
         if self.scenario in ("acoustic_stepper", "photoacoustic", "usct") and optical:
             raise ValueError(f"data.phantom.kind: the {self.scenario} scenario needs one of "
                              f"{list(ACOUSTIC_PHANTOMS)}, got {self.phantom.kind!r}")
-        for name in ("n_inclusions", "n_cells", "lesion_cells"):
+        for name in ("n_inclusions", "n_cells", "lesion_cells", "cell_diameter", "smoothing"):
+            if getattr(self.phantom, name) is None:
+                continue
             lo, hi = getattr(self.phantom, name)
             if lo > hi:
                 raise ValueError(f"data.phantom.{name}: must be [low, high] with low <= high, got {[lo, hi]}")
@@ -178,6 +193,11 @@ class DataConfig:
         check_scheme(self.acoustic.scheme, self.acoustic.fd_order, self.acoustic.fd_coefficients, "data.acoustic.")
         if self.scenario in ("photoacoustic", "usct") and self.acoustic.duration <= 0:
             raise ValueError(f"data.acoustic.duration: must be > 0 s for {self.scenario}, got {self.acoustic.duration}")
+        cell_options = [n for n in ("cell_diameter", "texture", "texture_cells")
+                        if getattr(self.phantom, n) is not None]
+        if cell_options and self.phantom.kind != "cell":
+            raise ValueError(f"data.phantom.{cell_options[0]}: only for the 'cell' phantom, "
+                             f"data.phantom.kind is {self.phantom.kind!r}")
         if self.split == "rare_lesion" and self.phantom.lesion_rate <= 0:
             raise ValueError("data.phantom.lesion_rate: the rare_lesion split needs a rate > 0, got 0")
         if self.split == "ood_skull" and self.phantom.kind != "brain":

@@ -29,7 +29,8 @@ TFSF_MARGIN = 4  # cells between the PML and the total-field/scattered-field box
 LESION_LABELS = {0: "none", 1: "cyst", 2: "tumour", 3: "rare_lesion"}
 
 # Random streams per sample, so that adding draws to one never changes another.
-_STREAM_MEDIUM, _STREAM_LESION, _STREAM_SOURCE = 0, 1, 2
+_STREAM_MEDIUM, _STREAM_LESION, _STREAM_SOURCE, _STREAM_SMOOTHING = 0, 1, 2, 3
+BACKGROUND = {"sound_speed": WATER_SOUND_SPEED, "density": WATER_DENSITY, "refractive_index": WATER_INDEX}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +58,12 @@ def rng_for(config: DataConfig, seed: int, index: int, stream: int) -> np.random
 
 def body_radius(config: DataConfig) -> float:
     """Radius (m) inside which the object lies: clear of the absorbing layer and the ring array."""
+    return 0.9 * object_room(config)
+
+
+def object_room(config: DataConfig) -> float:
+    """Radius (m) of the disc any object must stay in: inside the absorbing layer, the ring array
+    (ultrasound) or every rotation of the detector lines (optics), less 2 cells."""
     half = (min(config.shape) - 1) / 2
     if config.scenario == "optics":  # inside the detector lines, which lie inside the total-field box
         free = (half - config.optics.pml_size - TFSF_MARGIN - config.optics.detector_margin) / math.sqrt(2) - 2
@@ -69,7 +76,7 @@ def body_radius(config: DataConfig) -> float:
     if free < 3:
         raise ValueError(f"data.shape: {list(config.shape)} leaves {free:.1f} cells for the object after the "
                          f"absorbing layer and margins; use a larger grid or smaller pml_size/margins")
-    return 0.9 * free * config.spacing
+    return free * config.spacing
 
 
 @functools.lru_cache(maxsize=8)
@@ -117,6 +124,14 @@ def gaussian_random_field(rng: np.random.Generator, shape: tuple[int, ...], corr
     field = np.real(np.fft.ifftn(np.fft.fftn(noise) * np.exp(-k2 * correlation_cells**2 / 4)))
     std = field.std()
     return (field - field.mean()) / (std if std > 0 else 1.0)
+
+
+def smooth(field: np.ndarray, sigma_cells: float) -> np.ndarray:
+    """``field`` convolved with a Gaussian of std ``sigma_cells`` (periodic; 0 returns it unchanged)."""
+    if sigma_cells <= 0:
+        return field
+    k2 = _wavenumber_squared(tuple(field.shape))
+    return np.real(np.fft.ifftn(np.fft.fftn(field) * np.exp(-k2 * sigma_cells**2 / 2)))
 
 
 def _random_point_in_ball(rng: np.random.Generator, ndim: int, radius: float) -> np.ndarray:
@@ -216,16 +231,33 @@ def _ellipses_acoustic(config: DataConfig, rng: np.random.Generator, coords: np.
     return {"sound_speed": c, "density": rho}, np.zeros(coords.shape[1:], np.uint8), body_mask
 
 
+def _cell_radii(config: DataConfig, body: float, n_cells: int) -> tuple[float, tuple[float, float]]:
+    """``(within, (low, high))``: the disc (m) cell centres and radii keep to, and the radius range (m)."""
+    p = config.phantom
+    if p.cell_diameter is None:
+        cell_size = body * (0.8 if n_cells == 1 else 0.9 / n_cells ** (1 / len(config.shape)))
+        return body, (0.7 * cell_size, cell_size)
+    room = object_room(config)
+    width = min(config.shape) * config.spacing
+    low, high = (0.5 * d * width for d in p.cell_diameter)
+    if high > room:
+        raise ValueError(f"data.phantom.cell_diameter: {p.cell_diameter[1]} of the field is a radius of "
+                         f"{high / config.spacing:.1f} cells; only {room / config.spacing:.1f} fit inside the "
+                         f"absorbing layer and detector lines of this grid (at most {2 * room / width:.3f})")
+    return room, (low, high)
+
+
 def _cell(config: DataConfig, rng: np.random.Generator, coords: np.ndarray, body: float):
     ndim = coords.shape[0]
     p = config.phantom
     dn = np.zeros(coords.shape[1:])
     tissue = np.zeros(coords.shape[1:], bool)
+    cytoplasm = np.zeros(coords.shape[1:], bool)
     n_cells = int(rng.integers(p.n_cells[0], p.n_cells[1] + 1))
-    cell_size = body * (0.8 if n_cells == 1 else 0.9 / n_cells ** (1 / ndim))
+    within, size = _cell_radii(config, body, n_cells)
     membrane = 1.5 * config.spacing
     for _ in range(n_cells):
-        center, radii, rotation = _random_ellipsoid(rng, ndim, body, (0.7 * cell_size, cell_size))
+        center, radii, rotation = _random_ellipsoid(rng, ndim, within, size)
         cell = ellipsoid(coords, center, radii, rotation)
         inside = ellipsoid(coords, center, np.maximum(radii - membrane, config.spacing), rotation)
         dn[cell & ~inside] = rng.uniform(0.037, 0.047)  # membrane 1.37-1.38
@@ -233,11 +265,17 @@ def _cell(config: DataConfig, rng: np.random.Generator, coords: np.ndarray, body
         nucleus = inside & ellipsoid(coords, center + _random_point_in_ball(rng, ndim, 0.2 * float(radii.min())),
                                      radii * rng.uniform(0.3, 0.5), random_rotation(rng, ndim))
         dn[nucleus] = rng.uniform(0.027, 0.047)  # nucleus 1.36-1.38
+        own = inside & ~nucleus  # this cell's cytoplasm (a later cell covers an earlier one)
         for _ in range(rng.integers(p.n_inclusions[0], p.n_inclusions[1] + 1)):  # organelles 1.38-1.40
             organelle = inside & ~nucleus & ellipsoid(coords, *_random_ellipsoid(
                 rng, ndim, float(radii.min()), (0.05 * float(radii.min()), 0.15 * float(radii.min()))))
             dn[organelle] = rng.uniform(0.047, 0.067)
+            own &= ~organelle
+        cytoplasm = (cytoplasm & ~cell) | own
         tissue |= cell
+    if p.texture:  # drawn after everything else, so a textured sample has the untextured one's cells
+        field = gaussian_random_field(rng, coords.shape[1:], 2.0 if p.texture_cells is None else p.texture_cells)
+        dn[cytoplasm] += p.texture * np.clip(field, -2.0, 2.0)[cytoplasm]
     return {"refractive_index": WATER_INDEX + p.contrast * dn}, np.zeros(coords.shape[1:], np.uint8), tissue
 
 
@@ -313,6 +351,9 @@ def phantom(config: DataConfig, seed: int, index: int) -> Phantom:
     rare = config.phantom.lesion_rate > 0 and has_rare_lesion(config.phantom.lesion_rate, seed, index)
     if rare:
         _add_rare_lesion(config, rng_for(config, seed, index, _STREAM_LESION), coords, medium, labels, tissue)
+    if config.phantom.smoothing is not None:
+        sigma = rng_for(config, seed, index, _STREAM_SMOOTHING).uniform(*config.phantom.smoothing)
+        medium = {k: BACKGROUND[k] + smooth(v - BACKGROUND[k], sigma) for k, v in medium.items()}
     medium = {k: v.astype(np.float32) for k, v in medium.items()}
     return Phantom(medium=medium, lesion_mask=labels, rare_lesion=bool(rare))
 

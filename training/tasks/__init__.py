@@ -13,7 +13,7 @@ A new kind is one module with a :class:`~training.tasks.base.Task` subclass and 
 
 from __future__ import annotations
 
-from .base import Prepared, Task
+from .base import Prepared, Task, TrustSamples, TrustSignals
 from .field import FieldTask
 from .stepper import StepperTask, reversal_signs
 from .traces import TraceTask
@@ -37,5 +37,5 @@ def task_for_scenario(scenario: str) -> Task:
                      f"{[s for task in TASKS.values() for s in task.scenarios]}")
 
 
-__all__ = ["TASKS", "FieldTask", "Prepared", "StepperTask", "Task", "TraceTask", "get_task", "reversal_signs",
-           "task_for_scenario"]
+__all__ = ["TASKS", "FieldTask", "Prepared", "StepperTask", "Task", "TraceTask", "TrustSamples", "TrustSignals", "get_task",
+           "reversal_signs", "task_for_scenario"]

@@ -8,10 +8,12 @@ A :class:`Task` is a small stateless object. It knows, for its kind of surrogate
   and config, loader transform, physics residual, the ``surrogate.json`` spec (:meth:`Task.prepare`);
 - its loss terms (:attr:`Task.loss_terms`, :meth:`Task.loss`);
 - what evaluation measures for it, against which trivial baseline (:meth:`Task.evaluate`,
-  :meth:`Task.speed`).
+  :meth:`Task.speed`);
+- what the trust layer measures: the samples (:meth:`Task.trust_samples`), the label-free signals
+  of a loaded surrogate (:meth:`Task.trust_signals`) and the error they predict (:meth:`Task.trust_error`).
 
-The generic code (:mod:`training.run`, :mod:`training.evaluation`, :mod:`training.trainer`)
-asks the task and never branches on its name.
+The generic code (:mod:`training.run`, :mod:`training.evaluation`, :mod:`training.trainer`,
+:mod:`pdesurrogate.trust.run`) asks the task and never branches on its name.
 """
 
 from __future__ import annotations
@@ -58,6 +60,41 @@ class Prepared:
     emitters: np.ndarray | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class TrustSamples:
+    """One batch of ``n`` samples a trust measurement runs on (:meth:`Task.trust_samples`).
+
+    Attributes:
+        inputs: the inputs of the surrogate's one-sample forward model (:attr:`TrustSignals.forward`),
+            each stacked on a leading axis of length ``n``.
+        truth: the solver's answers ``(n, ...)``, the shape of the predictions.
+        media: the media ``(n, M, *shape)`` (SI units of the dataset fields), for the shift monitor.
+        keep: 1 where a point counts in the error, else 0; broadcastable to ``truth`` (or ``1.0``).
+    """
+
+    inputs: tuple[np.ndarray, ...]
+    truth: np.ndarray
+    media: np.ndarray
+    keep: np.ndarray | float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class TrustSignals:
+    """The label-free signals of a surrogate kind (:meth:`Task.trust_signals`), for one sample.
+
+    Attributes:
+        names: the ``J`` signal names.
+        forward: ``forward(surrogate, *inputs)`` -> the prediction of one loaded surrogate
+            (one ensemble member); jit, vmap and grad compose with it.
+        physics: ``physics(surrogate, prediction, *inputs)`` -> signals ``(J,)``, positive; for an
+            ensemble ``surrogate`` is member 0 and ``prediction`` the members' mean.
+    """
+
+    names: tuple[str, ...]
+    forward: Callable[..., Any]
+    physics: Callable[..., Any]
+
+
 class Task(abc.ABC):
     """One surrogate kind (see the module docstring); subclasses set the class attributes.
 
@@ -70,6 +107,8 @@ class Task(abc.ABC):
         target_scale_only: the target is normalised by its std alone (zero-mean waves, phasors).
         stepper_settings: it uses the ``[train]`` settings of :data:`STEPPER_SETTINGS`.
         baseline: the trivial baseline evaluation compares with, in words.
+        trust_band: ensembles of this kind also get a pointwise conformal band (the members'
+            spread per point as the scale of ``|prediction - truth|``).
     """
 
     name: ClassVar[str]
@@ -80,6 +119,7 @@ class Task(abc.ABC):
     target_scale_only: ClassVar[bool] = False
     stepper_settings: ClassVar[bool] = False
     baseline: ClassVar[str]
+    trust_band: ClassVar[bool] = False
 
     # ----- data ----------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -176,6 +216,29 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def speed(self, model: Any, ds: Any, sample: Batch, spec: dict[str, Any], gradient: bool) -> dict[str, Any]:
         """The surrogate against the reference solver on ``sample`` (a few samples), this device."""
+
+
+    # ----- trust ---------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def trust_samples(self, ds: Any, spec: dict[str, Any], idx: np.ndarray, batch: int) -> Iterator[TrustSamples]:
+        """The samples a trust measurement of a run (``spec``: its ``surrogate.json``) runs on, from
+        dataset samples ``idx`` of ``ds`` read ``batch`` at a time."""
+
+    @abc.abstractmethod
+    def trust_signals(self, spec: dict[str, Any], *, ensemble: bool) -> TrustSignals:
+        """The label-free signals of a loaded surrogate of the run ``spec``.
+
+        Args:
+            spec: the run's ``surrogate.json``.
+            ensemble: the surrogate is an ensemble, which adds the members' ``spread``
+                (:func:`pdesurrogate.trust.signals.relative_spread`); without one a kind raises if it
+                has no signal of its own.
+        """
+
+    def trust_error(self, prediction: np.ndarray, truth: np.ndarray) -> np.ndarray:
+        """The error trust bounds: relative L2 ``(n,)`` of predictions against the solver's answers
+        ``(n, ...)`` (:attr:`TrustSamples.truth`), as ``pdesurrogate evaluate`` reports it."""
+        return metrics.relative_l2(prediction, truth)
 
 
 def _registered() -> list[Task]:

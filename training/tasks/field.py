@@ -6,11 +6,13 @@ network learns the scattered field: the loader subtracts the incident field (the
 the homogeneous background, :func:`incident_field`), which the operator adds back; targets are
 normalised by their RMS per real/imaginary channel. Loss terms: data and the discrete Helmholtz
 residual (:class:`training.physics.HelmholtzResidual`). Evaluation: all phasors of a sample in one
-pass, against the incident field.
+pass, against the incident field. Trust: the RMS Helmholtz residual of the predicted total field,
+and for ensembles a pointwise band.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import jax
@@ -19,12 +21,13 @@ import numpy as np
 
 from pdesurrogate.evaluation import metrics
 from pdesurrogate.evaluation.speed import compare
+from pdesurrogate.trust.signals import rms
 from solvers import Grid
 from training.data import scenarios
 from training.losses import field_loss, field_sample
 from training.physics import HelmholtzResidual
 
-from .base import Prepared, Task, batches, summarise
+from .base import Prepared, Task, TrustSamples, TrustSignals, batches, summarise
 
 
 def incident_field(ds: Any) -> np.ndarray:
@@ -45,6 +48,7 @@ class FieldTask(Task):
     loss_terms: ClassVar[frozenset[str]] = frozenset({"residual"})
     target_scale_only: ClassVar[bool] = True
     baseline: ClassVar[str] = "the incident field (the solver's field in the homogeneous background)"
+    trust_band: ClassVar[bool] = True
 
     def layout(self, fields: set[str] | dict) -> dict[str, list[str]]:
         return {"medium": ["refractive_index"], "field": ["field"]}
@@ -92,6 +96,29 @@ class FieldTask(Task):
         media = jnp.asarray(sample["refractive_index"])[:, None]
         return compare(jax.vmap(lambda m: model(m)), jax.vmap(lambda m: sim({"refractive_index": m[0]})["field"]),
                        media, gradient=gradient, repeats=2)
+
+
+    def trust_samples(self, ds: Any, spec: dict[str, Any], idx: np.ndarray, batch: int) -> Iterator[TrustSamples]:
+        """Inputs ``(medium (n, 1, *shape),)`` (refractive index), truth the fields ``(n, F, *shape)``
+        (complex phasors, one per illumination angle)."""
+        for raw in batches(ds, idx, self.fields(ds.fields), batch):
+            b = self.to_batch(raw)
+            yield TrustSamples((b["medium"],), b["field"], b["medium"])
+
+    def trust_signals(self, spec: dict[str, Any], *, ensemble: bool) -> TrustSignals:
+        """``helmholtz``: the RMS discrete Helmholtz residual of the predicted total field
+        ``(F, *shape)`` (:class:`training.physics.HelmholtzResidual`, the solver's own operator)."""
+        info = spec["info"]
+        residual = HelmholtzResidual(Grid(tuple(spec["shape"]), spec["spacing"]), float(info["wavelength_m"]),
+                                     int(spec["pml_size"]), background_index=float(info.get("background_index", 1.0)))
+
+        def forward(op: Any, medium: jax.Array) -> jax.Array:
+            return op(medium)
+
+        def physics(op: Any, pred: jax.Array, medium: jax.Array) -> jax.Array:
+            return rms(residual(pred, medium))[None]
+
+        return TrustSignals(("helmholtz",), forward, physics)
 
 
 def evaluate_field(op: Any, ds: Any, idx: np.ndarray, batch: int = 8) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -12,12 +12,14 @@ relative L2 loss weighs every channel alike. Loss terms: one-step / unrolled dat
 reversal (:func:`reversal_signs`, masked by :func:`training.physics.reversal_mask`) and the
 solver's own residual (:class:`training.physics.WaveResidual` / :class:`~training.physics.YeeResidual`).
 Evaluation: one macro step from every frame, rollouts from frame 0, time-reversal inconsistency
-and the FNO's spectral tail, against persistence ``u(t + dt) = u(t)``.
+and the FNO's spectral tail, against persistence ``u(t + dt) = u(t)``. Trust: one-step predictions
+from every frame but the last, their wave / Yee residual and time-reversal inconsistency.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import jax
@@ -27,11 +29,12 @@ import numpy as np
 from pdesurrogate.evaluation import metrics
 from pdesurrogate.evaluation.speed import stepper_speed
 from pdesurrogate.models import FNO
+from pdesurrogate.trust.signals import rms, time_reversal
 from solvers import Grid, acoustic, maxwell
 from training.losses import stepper_loss, stepper_sample
 from training.physics import WaveResidual, YeeResidual, reversal_mask
 
-from .base import Prepared, Task, array_module, batches, summarise
+from .base import Prepared, Task, TrustSamples, TrustSignals, array_module, batches, summarise
 
 # State families: (scalar field (T, *s), vector field (T, d, *s) flipped by time reversal, medium fields).
 STATES = (
@@ -203,6 +206,53 @@ class StepperTask(Task):
         make, read = solver(spec)
         return stepper_speed(model, make, media, jnp.asarray(sample[spec.get("initial_field", "p0")]), frames - 1,
                              gradient=gradient, read=read)
+
+    def trust_samples(self, ds: Any, spec: dict[str, Any], idx: np.ndarray, batch: int) -> Iterator[TrustSamples]:
+        """One sample per frame but the last of every trajectory: inputs ``(state (n, C, *shape),
+        medium (n, M, *shape))`` (SI units, unscaled channels), truth the next frame's state ``(n, C, *shape)``."""
+        for raw in batches(ds, idx, self.fields(ds.fields), batch):
+            b = self.to_batch(raw)
+            states, media = b["state"], b["medium"]
+            n, steps = states.shape[0], states.shape[1] - 1
+            media = np.repeat(media, steps, axis=0)
+            yield TrustSamples((states[:, :-1].reshape(n * steps, *states.shape[2:]), media),
+                               states[:, 1:].reshape(n * steps, *states.shape[2:]), media)
+
+    def trust_signals(self, spec: dict[str, Any], *, ensemble: bool) -> TrustSignals:
+        """``residual``: the RMS of the wave (acoustic) or Yee (Maxwell) residual of the predicted step
+        (:mod:`training.physics`, the data's scheme: 0 for the solver's own step); ``time_reversal``:
+        ``||R Phi(R Phi(u)) - u|| / ||u||`` with channels scaled as the network sees them, outside the
+        absorbing layer (for an ensemble: of member 0). Both need states with velocity / H; a
+        pressure-only stepper has none (and raises unless ``ensemble``)."""
+        grid = Grid(tuple(spec["shape"]), spec["spacing"])
+        channels = len(spec["reversal_signs"])
+        if channels == 1 and not ensemble:
+            raise ValueError("a pressure-only stepper has no one-step label-free signal (the wave residual needs "
+                             "velocity, time reversal too); train an ensemble (training.ensemble) for its spread")
+        if spec.get("physics") == "maxwell":
+            residual = YeeResidual(grid, spec["macro_steps"], spec["courant"], spec["pml_size"])
+        else:
+            residual = WaveResidual(grid, spec["solver_dt"] * spec["macro_steps"], spec["scheme"], spec["fd_order"],
+                                    spec["pml_size"], substeps=spec["macro_steps"],
+                                    fd_coefficients=spec.get("fd_coefficients", "taylor"))
+        mask = reversal_mask(tuple(spec["shape"]), int(spec["pml_size"]))
+        scales = np.asarray(spec["state_scales"], np.float32).reshape((-1,) + (1,) * grid.ndim)
+        weights = jnp.asarray(scales if mask is None else scales * mask[None])
+
+        def forward(op: Any, state: jax.Array, medium: jax.Array) -> jax.Array:
+            return op.with_medium(medium).step(state)
+
+        def physics(op: Any, pred: jax.Array, state: jax.Array, medium: jax.Array) -> jax.Array:
+            if channels == 1:
+                return jnp.zeros((0,), pred.dtype)
+            return jnp.stack([rms(residual(jnp.stack([state, pred]), medium)),
+                              time_reversal(op.with_medium(medium), state, weights)])
+
+        return TrustSignals(("residual", "time_reversal") if channels > 1 else (), forward, physics)
+
+    def trust_error(self, prediction: np.ndarray, truth: np.ndarray) -> np.ndarray:
+        """Relative L2 of channel 0 (pressure / Ez) of the next state, as ``pdesurrogate evaluate``."""
+        return metrics.relative_l2(prediction[:, 0], truth[:, 0])
 
 
 def evaluate_stepper(sur: Any, ds: Any, idx: np.ndarray, stds: list[float], batch: int = 8,

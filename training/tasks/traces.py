@@ -8,13 +8,15 @@ n_elements)`` the traces each shot's loss counts (the emitter's own left out). T
 :class:`pdesurrogate.models.TraceNet` that predicts ``TRACE_BANDWIDTH`` source frequencies of
 bandwidth unless ``model.trace_bandwidth`` says otherwise. Loss terms: data and source-receiver
 reciprocity; there is no physics residual. Evaluation: per shot, against the water traces, with
-the reciprocity gap of the predictions and of the solver's data.
+the reciprocity gap of the predictions and of the solver's data. Trust: the reciprocity gap of the
+predicted scattered traces; the error leaves the emitter's own trace out.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import jax
@@ -27,10 +29,11 @@ from pdesurrogate.models import band_limit, dct_bandwidth_coefficients, distance
 from training.data import phantoms, scenarios
 from training.losses import reciprocity_gap, reciprocity_pairs, shot_loss, shot_sample
 
-from .base import Prepared, Task, batches, summarise
+from .base import Prepared, Task, TrustSamples, TrustSignals, batches, summarise
 
 TRACE_BANDWIDTH = 3.0  # default kept bandwidth of predicted traces, in source frequencies
 CHECKED_CONSTANTS = ("dt", "nt", "emitters", "ring_radius_m", "frequency_hz", "signal")
+_TINY = 1e-30  # keeps sqrt of a zero reciprocity gap differentiable
 
 
 def water_traces(ds: Any) -> np.ndarray:
@@ -134,6 +137,31 @@ class TraceTask(Task):
         return compare(jax.vmap(lambda m: model.measure(m, emitters)),
                        jax.vmap(lambda m: sim({"sound_speed": m[0], "density": m[1]})["traces"]),
                        media, gradient=gradient, repeats=2)
+
+
+    def trust_samples(self, ds: Any, spec: dict[str, Any], idx: np.ndarray, batch: int) -> Iterator[TrustSamples]:
+        """Inputs ``(medium (n, 2, *shape),)`` (sound speed m/s, density kg/m^3), truth all shots
+        ``(n, S, nt, n_elements)`` (Pa) of the data's emitters; ``keep`` ``(S, 1, n_elements)`` leaves each
+        emitter's own trace out (:func:`training.data.scenarios.receiver_mask`)."""
+        emitters = np.asarray(spec["info"]["emitters"])
+        for raw in batches(ds, idx, self.fields(ds.fields), batch):
+            b = self.to_batch(raw)
+            keep = scenarios.receiver_mask(emitters, b["traces"].shape[-1])
+            yield TrustSamples((b["medium"],), b["traces"], b["medium"], keep[:, None, :])
+
+    def trust_signals(self, spec: dict[str, Any], *, ensemble: bool) -> TrustSignals:
+        """``reciprocity``: ``sqrt`` of the reciprocity gap (:func:`training.losses.reciprocity_gap`) of
+        the predicted scattered traces (all shots minus the water traces of the operator's ``offset``)."""
+        emitters = np.asarray(spec["info"]["emitters"])
+
+        def forward(op: Any, medium: jax.Array) -> jax.Array:
+            return op.measure(medium, emitters)
+
+        def physics(op: Any, pred: jax.Array, medium: jax.Array) -> jax.Array:
+            water = op.offset[emitters].astype(pred.dtype)
+            return jnp.sqrt(reciprocity_gap(pred - water, emitters) + _TINY)[None]
+
+        return TrustSignals(("reciprocity",), forward, physics)
 
 
 def evaluate_traces(op: Any, ds: Any, idx: np.ndarray, batch: int = 8) -> tuple[dict[str, Any], dict[str, Any]]:

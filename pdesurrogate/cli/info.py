@@ -7,8 +7,8 @@ import importlib.metadata
 import json
 import platform
 
-PACKAGES = ("pdesurrogate", "jax", "jaxlib", "equinox", "diffrax", "flax", "optax", "orbax-checkpoint",
-            "tensorstore", "numpy", "jwave", "jaxdf", "matplotlib")
+PACKAGES = ("pdesurrogate", "jax", "jaxlib", "equinox", "flax", "optax", "orbax-checkpoint",
+            "tensorstore", "numpy", "jwave", "jaxdf", "odtbrain", "matplotlib")
 
 
 def collect() -> dict:

@@ -40,17 +40,16 @@ from typing import Any
 import jax
 import numpy as np
 
+from pdesurrogate.evaluation.metrics import relative_l2
 from pdesurrogate.trust.calibration import Calibration
 
 _TINY = 1e-30
 
 
 def relative_error(prediction: Any, truth: Any) -> float:
-    """``||prediction - truth|| / ||truth||`` over all entries (real or complex)."""
-    p, t = np.asarray(prediction), np.asarray(truth)
-    if p.shape != t.shape:
-        raise ValueError(f"prediction and truth must share a shape, got {p.shape} and {t.shape}")
-    return float(np.linalg.norm((p - t).ravel()) / max(float(np.linalg.norm(t.ravel())), _TINY))
+    """``||prediction - truth|| / ||truth||`` over all entries (real or complex): one sample of
+    :func:`pdesurrogate.evaluation.metrics.relative_l2`."""
+    return float(relative_l2(np.asarray(prediction)[None], np.asarray(truth)[None])[0])
 
 
 def log_signal_features(signals: np.ndarray, *inputs: Any) -> np.ndarray:

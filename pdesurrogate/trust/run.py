@@ -271,6 +271,26 @@ def markdown_table(reports: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def reference_solver(run_dir: str | Path) -> Callable[[jax.Array], jax.Array]:
+    """The solver that made a field or trace operator's training data, ``solver(medium) -> answer``
+    (jitted): the medium ``(M, *shape)`` in the run's ``medium_names`` order, the answer of the
+    prediction's shape (fields ``(F, *shape)``; all shots ``(S, nt, n_elements)``). It is the
+    simulation of the run's dataset (``surrogate.json``'s ``data_dir``; only its manifest is read), so its
+    answers are those the calibration's errors were measured against."""
+    from training.data import open_dataset, scenarios
+    from training.tasks import get_task
+
+    spec = run_spec(run_dir)
+    task = get_task(spec["task"])
+    if task.target not in ("field", "traces"):
+        raise ValueError(f"reference_solver covers field and trace operators; run {run_dir} is a {spec['task']!r} run")
+    if not Path(spec["data_dir"]).is_dir():
+        raise ValueError(f"run {run_dir} was trained on {spec['data_dir']}, which is gone; its config defines the solver")
+    simulate = scenarios.build(open_dataset(spec["data_dir"]).config).simulate
+    names = tuple(spec["medium_names"])
+    return jax.jit(lambda medium: simulate(dict(zip(names, medium)))[task.target])
+
+
 def guard(run_dir: str | Path, solver: Callable[..., Any], tolerance: float | None = None, *,
           checkpoint: str = "best", check_every: int = 10, gamma: float = 0.01) -> Guarded:
     """The guarded forward model of a calibrated run: ``guarded(medium)`` -> fields (field operators)

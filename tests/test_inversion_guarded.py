@@ -140,3 +140,12 @@ def test_modalities_offer_the_guarded_hybrid():
     for module in (usct, optics):
         assert "guarded" in module.HYBRIDS
         assert {"guard_tolerance", "check_every"} <= set(module.CONFIG_KEYS)
+
+
+def test_trace_guard_leaves_each_emitters_own_trace_out_as_calibrated():
+    from training.tasks import get_task
+
+    keep = get_task("traces").trust_keep({"info": {"emitters": [0, 2], "elements_m": [[0.0, 0.0]] * 4}})
+    assert keep.shape == (2, 1, 4)
+    np.testing.assert_array_equal(keep[:, 0], [[0, 1, 1, 1], [1, 1, 0, 1]])
+    assert get_task("field").trust_keep({}) == 1.0

@@ -17,8 +17,8 @@ multiplier ``q_t``, so the bound keeps its coverage along the inversion path.
 
 A decision costs one surrogate pass with its signals (counted as ``n_items`` surrogate calls), a check
 one solver pass over every item (``n_items`` solver calls). The history gets ``decision``, ``reason``
-(``"trusted"`` or the flags: ``bound``, ``input``, ``window``), ``bound`` and ``check``; the guard's
-``log`` holds one record per iteration, in order.
+(``"trusted"`` or the flags: ``bound``, ``input``, ``window``), ``bound``, ``check``, ``guard_error`` and
+``guard_seconds``; the guard's ``log`` holds one record per iteration, in order.
 
     guard = trust.guard(run_dir, trust.reference_solver(run_dir), tolerance=0.05, check_every=10)
     fwd = GuardedForward(surrogate, solver, guard, medium=lambda c: jnp.stack([c, rho]))

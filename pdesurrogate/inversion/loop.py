@@ -37,8 +37,10 @@ runs; a gradient counts as one call), ``evaluations`` (objective evaluations thi
 a :class:`Corrected` model ``centre_misfit`` (the solver's misfit, mean over all items, at the
 candidate centre), ``accepted`` and ``radius`` (the trust radius after the update); in a
 :class:`~pdesurrogate.inversion.guarded.GuardedForward` stage ``decision`` (the model the step used),
-``reason``, ``bound`` (the guard's error bound at the iterate) and ``check`` (whether the guard ran its
-solver check there), and the calls of the guard's decisions and checks are counted too.
+``reason``, ``bound`` (the guard's error bound at the iterate), ``check`` (whether the guard ran its
+solver check there), ``guard_error`` (the surrogate's error at a check, else NaN) and ``guard_seconds``
+(this iteration's decision and check, in ``seconds``, with any compilation they trigger), and the calls
+of the guard's decisions and checks are counted too.
 
 **Checkpoint/resume.** With ``checkpoint_dir``, the whole state (current and stage-reference
 parameters, optimiser variables and state, preconditioner, iteration counters, history, RNG key,
@@ -279,8 +281,9 @@ def _guard_step(stage: Stage, m: jax.Array, meta: dict[str, Any], n_items: int, 
                 program: _StageProgram, opt_state: Any, x: jax.Array, setting: tuple,
                 record: dict[str, Any]) -> tuple[str, _StageProgram, Any]:
     """Ask a guarded stage's guard about ``m`` before an iteration: counts its calls in ``meta``, writes
-    ``decision``, ``reason``, ``bound`` and ``check`` into ``record``, and returns ``(decision, program,
-    opt_state)``: the program of the decided model, the optimiser restarted when the model changed."""
+    ``decision``, ``reason``, ``bound``, ``check``, ``guard_error`` and ``guard_seconds`` into ``record``,
+    and returns ``(decision, program, opt_state)``: the program of the decided model, the optimiser
+    restarted when the model changed."""
     guard = stage.forward.decide(m, meta["iteration"] + 1)
     meta["surrogate_calls"] += n_items
     meta["solver_calls"] += n_items if guard["check"] else 0
@@ -288,7 +291,8 @@ def _guard_step(stage: Stage, m: jax.Array, meta: dict[str, Any], n_items: int, 
         decision = guard["decision"]
         program = _stage_program(stage, *setting, stage.forward.model(decision))
         opt_state = program.optimizer.init(x)  # the curvature pairs belong to the other model
-    record |= {"decision": decision, "reason": guard["reason"], "bound": guard["bound"], "check": guard["check"]}
+    record |= {"decision": decision, "reason": guard["reason"], "bound": guard["bound"], "check": guard["check"],
+               "guard_error": guard["error"], "guard_seconds": guard["surrogate_s"] + guard["solver_s"]}
     return decision, program, opt_state
 
 

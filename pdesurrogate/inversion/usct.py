@@ -691,7 +691,8 @@ def save_outputs(acq: Acquisition, result: USCTResult, observed: np.ndarray, out
 CONFIG_KEYS = ("forward", "surrogate", "initial", "density", "bounds", "bands", "iterations", "optimizer",
                "learning_rate", "shots_per_iteration", "tv", "tv_epsilon", "precondition",
                "per_emitter_wavelet", "min_offset", "hybrid", "refresh_every", "solver_iterations",
-               "trust_radius", "guard_tolerance", "check_every", "scale", "scheme", "fd_order", "pml_size", "seed", "checkpoint", "progress")
+               "trust_radius", "guard_tolerance", "check_every", "scale", "scheme", "fd_order", "pml_size", "seed",
+               "checkpoint", "progress")
 OBSERVED_KEYS = ("traces", "shape", "spacing", "elements", "signal", "dt")
 
 

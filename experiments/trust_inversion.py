@@ -20,8 +20,9 @@ or a trace operator trained on that of ``experiments/bench_inversion_usct.py --s
    fallback on ``--stream`` inputs of each test set in turn (a solver check every 8th input): fallback
    share, accepted answers above tolerance (against the datasets' answers) and the time against
    solver-only (compilation excluded: both are warmed up first).
-4. Guarded-hybrid inversion (``hybrid="guarded"``) against solver-only on ``--phantoms`` phantoms of the
-   benchmark's acquisition (its functions make the phantoms and the data): final ``rel_error``,
+4. Guarded-hybrid inversion (``hybrid="guarded"``, one per ``--tolerance``) against solver-only on
+   ``--phantoms`` phantoms of the benchmark's acquisition (its functions make the phantoms and the
+   data): final ``rel_error``,
    solver and surrogate calls, seconds (the loop's, compilation excluded; the guard's decisions and
    checks count, and its programs, built anew per inversion, compile inside them: JAX's persistent
    compilation cache in ``WORK/jax_cache`` makes that a load from disk after the first inversion), the
@@ -102,7 +103,8 @@ def stream(run: Path, data: dict[str, Path], n_each: int) -> dict[str, Any]:
         for i in range(n_each):
             answer = np.asarray(guarded(jnp.asarray(s.inputs[0][i]), id=f"{name}/{i}"))
             keep = np.broadcast_to(s.keep, s.truth[i].shape)
-            errors.append(float(task.trust_error(np.where(keep, answer, 0)[None], np.where(keep, s.truth[i], 0)[None])[0]))
+            kept = [np.where(keep, a, 0)[None] for a in (answer, s.truth[i])]
+            errors.append(float(task.trust_error(*kept)[0]))
         rows = guarded.log[start:]
         accepted = [e for r, e in zip(rows, errors) if r["decision"] == "surrogate"]
         spent = sum(r["surrogate_s"] + r["solver_s"] for r in rows)
@@ -154,30 +156,36 @@ def usct_cases(phantoms: int) -> list[dict[str, Any]]:
     return out
 
 
-def invert_pair(modality: str, run: Path, case: dict[str, Any], check_every: int) -> dict[str, Any]:
-    """Solver-only and guarded-hybrid inversions of one case: their final figures and the guard's path."""
+def guarded_row(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The guard's figures along one guarded inversion (its history)."""
+    checks = [r for r in history if r["check"]]
+    return {"fallback": float(np.mean([r["decision"] == "solver" for r in history])),
+            "decisions": [r["decision"] for r in history], "reasons": sorted({r["reason"] for r in history}),
+            "guard_seconds": float(sum(r["guard_seconds"] for r in history)), "checks": len(checks),
+            "check_coverage": float(np.mean([r["guard_error"] <= r["bound"] for r in checks]))
+            if checks else float("nan"),
+            "check_errors": [r["guard_error"] for r in checks], "check_bounds": [r["bound"] for r in checks]}
+
+
+def invert_case(modality: str, run: Path, case: dict[str, Any], check_every: int,
+                tolerances: list[float | None]) -> dict[str, Any]:
+    """Solver-only and guarded-hybrid inversions (one per tolerance, ``None``: the calibration's) of one
+    case: ``{"solver": figures, "guarded": {tolerance label: figures}}``."""
     from pdesurrogate.inversion import optics, usct
 
     module = {"optics": optics, "usct": usct}[modality]
-    out = {}
-    for label, kw in (("solver", {"forward": "solver"}),
-                      ("guarded", {"forward": "hybrid", "hybrid": "guarded", "surrogate": str(run),
-                                   "check_every": check_every})):
+
+    def invert(**kw: Any) -> dict[str, Any]:
         res = module.invert(case["acq"], case["observed"], truth=case["truth"], progress=False, **kw, **case["options"])
         last = res.history[-1]
-        out[label] = {k: last[k] for k in ("rel_error", "seconds", "compile_seconds", "solver_calls", "surrogate_calls")}
-        if label == "guarded":
-            h = res.history
-            checks = [r for r in h if r["check"]]
-            out[label] |= {"fallback": float(np.mean([r["decision"] == "solver" for r in h])),
-                           "decisions": [r["decision"] for r in h], "reasons": sorted({r["reason"] for r in h}),
-                           "guard_seconds": float(sum(r["guard_seconds"] for r in h)),
-                           "checks": len(checks),
-                           "check_coverage": float(np.mean([r["guard_error"] <= r["bound"] for r in checks]))
-                           if checks else float("nan"),
-                           "check_errors": [r["guard_error"] for r in checks],
-                           "check_bounds": [r["bound"] for r in checks]}
-    out["relative_to_solver"] = out["guarded"]["rel_error"] / out["solver"]["rel_error"] - 1.0
+        return {k: last[k] for k in ("rel_error", "seconds", "compile_seconds", "solver_calls", "surrogate_calls")} | \
+            ({"guard": guarded_row(res.history)} if kw["forward"] == "hybrid" else {})
+
+    out: dict[str, Any] = {"solver": invert(forward="solver"), "guarded": {}}
+    for tol in tolerances:
+        g = invert(forward="hybrid", hybrid="guarded", surrogate=str(run), check_every=check_every, guard_tolerance=tol)
+        g["relative_to_solver"] = g["rel_error"] / out["solver"]["rel_error"] - 1.0
+        out["guarded"]["calibration's" if tol is None else f"{tol:g}"] = g
     return out
 
 
@@ -204,21 +212,27 @@ def markdown(results: dict[str, Any]) -> str:
                   f"{s['check_every']}th input):", "",
                   "| set | fallback | accepted above tolerance | max answer error | reasons | time saved |",
                   "|---|---|---|---|---|---|"]
-        lines += [f"| {k} | {v['fallback']:.3g} | {v['accepted_above_tolerance']:.3g} | {v['answer_error_max']:.3g} | "
-                  f"{', '.join(v['reasons'])} | {100 * v['time_saved']:.0f}% |" for k, v in s["sets"].items()]
+        lines += [f"| {k} | {v['fallback']:.3g} | {v['accepted_above_tolerance']:.3g} | "
+                  f"{v['answer_error_max']:.3g} | {', '.join(v['reasons'])} | {100 * v['time_saved']:.0f}% |"
+                  for k, v in s["sets"].items()]
         sm = s["summary"]
-        lines += ["", f"Checks {sm['checks']} (miss rate {sm['miss_rate']:.3g}, final multiplier {sm['quantile']:.3g}).",
+        lines += ["", f"Checks {sm['checks']} (miss rate {sm['miss_rate']:.3g}, final multiplier "
+                  f"{sm['quantile']:.3g}).",
                   "", "Guarded-hybrid inversion against solver-only (same data, recipe and seeds; seconds exclude the "
-                  "loop's compilation; the guard's programs compile or load from the persistent cache inside them):", "",
-                  "| case | solver rel_error | guarded rel_error | guarded / solver - 1 | solver calls (solver / guarded) "
-                  "| surrogate calls | seconds (solver / guarded; of which guard) | fallback share | reasons | checks: bound "
-                  "coverage |", "|---|---|---|---|---|---|---|---|---|---|"]
+                  "loop's compilation; the guard's programs compile or load from the persistent cache inside "
+                  "them):", "",
+                  "| case | tolerance | solver rel_error | guarded rel_error | guarded / solver - 1 | solver calls "
+                  "(solver / guarded) | surrogate calls | seconds (solver / guarded; of which guard) | fallback "
+                  "share | reasons | checks: bound coverage |", "|---|---|---|---|---|---|---|---|---|---|---|"]
         for name, c in r["inversions"].items():
-            a, g = c["solver"], c["guarded"]
-            lines.append(f"| {name} | {a['rel_error']:.4g} | {g['rel_error']:.4g} | {100 * c['relative_to_solver']:+.1f}% "
-                         f"| {a['solver_calls']} / {g['solver_calls']} | {g['surrogate_calls']} | {a['seconds']:.1f} / "
-                         f"{g['seconds']:.1f}; {g['guard_seconds']:.1f} | {g['fallback']:.2f} | {', '.join(g['reasons'])} "
-                         f"| {g['checks']}: {g['check_coverage']:.2f} |")
+            a = c["solver"]
+            for tol, g in c["guarded"].items():
+                q = g["guard"]
+                lines.append(f"| {name} | {tol} | {a['rel_error']:.4g} | {g['rel_error']:.4g} | "
+                             f"{100 * g['relative_to_solver']:+.1f}% | {a['solver_calls']} / {g['solver_calls']} | "
+                             f"{g['surrogate_calls']} | {a['seconds']:.1f} / {g['seconds']:.1f}; "
+                             f"{q['guard_seconds']:.1f} | {q['fallback']:.2f} | {', '.join(q['reasons'])} | "
+                             f"{q['checks']}: {q['check_coverage']:.2f} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -233,6 +247,9 @@ def main() -> None:
     parser.add_argument("--stream", type=int, default=32, help="guarded-stream inputs per set")
     parser.add_argument("--phantoms", type=int, default=2, help="inversions per method")
     parser.add_argument("--check-every", type=int, default=5, help="iterations between the guard's solver checks")
+    parser.add_argument("--tolerance", nargs="+", default=["calibration"],
+                        help="the guarded inversions' tolerances (relative L2 of the operator's output; 'calibration': "
+                             "the calibration's), one guarded inversion per value")
     parser.add_argument("--stage", choices=("data", "all"), default="all", help="data: only generate the sets")
     parser.add_argument("--results", default=str(RESULTS), help="output directory")
     args = parser.parse_args()
@@ -248,15 +265,18 @@ def main() -> None:
     section = trust.report(run, list(data.values()), results, list(data), calibration=cal)
     (results / section["figure"]).replace(results / f"{NAME}_{args.modality}_bounds.png")
     cases = (optics_cases if args.modality == "optics" else usct_cases)(args.phantoms)
-    inversions = {c["name"]: invert_pair(args.modality, run, c, args.check_every) for c in cases}
+    tolerances = [None if t == "calibration" else float(t) for t in args.tolerance]
+    inversions = {c["name"]: invert_case(args.modality, run, c, args.check_every, tolerances) for c in cases}
     command = (f"uv run python experiments/trust_inversion.py {args.modality} --run {args.run} --work {args.work} "
                f"--calibration {args.calibration} --test {args.test} --stream {args.stream} --phantoms {args.phantoms} "
-               f"--check-every {args.check_every}")
+               f"--check-every {args.check_every} --tolerance {' '.join(args.tolerance)}")
     entry = {"command": command, "run": str(run), "device": f"{jax.default_backend()} {jax.devices()[0].device_kind}",
              "calibration": cal.info | {"quantile": cal.quantile, "tolerance": cal.tolerance,
                                         "signals": list(cal.names), "alpha": cal.alpha},
              "assess": section["sets"], "stream": stream(run, data, args.stream), "inversions": inversions,
-             "median_relative_to_solver": statistics.median(c["relative_to_solver"] for c in inversions.values())}
+             "median_relative_to_solver": {t: statistics.median(c["guarded"][t]["relative_to_solver"]
+                                                                for c in inversions.values())
+                                           for t in next(iter(inversions.values()))["guarded"]}}
     entry["seconds"] = time.perf_counter() - t0
     path = results / f"{NAME}.json"
     everything = json.loads(path.read_text()) if path.is_file() else {}

@@ -129,7 +129,7 @@ def optics_cases(phantoms: int) -> list[dict[str, Any]]:
     out = []
     for i in range(phantoms):
         fine_n = bench.cell_phantom(acq_fine.grid, mask, 1.0, i)
-        observed = bench.noisy(np.asarray(optics.simulate(acq_fine, jnp.asarray(fine_n, jnp.float32))), rng)
+        observed = optics.add_noise(optics.simulate(acq_fine, jnp.asarray(fine_n, jnp.float32)), bench.SNR_DB, rng)
         out.append({"name": f"cells {i}", "acq": acq, "observed": observed, "truth": fine_n[::2, ::2],
                     "options": {"iterations": bench.SMALL.iterations, "tv": bench.TV, "positive": True}})
     return out

@@ -194,19 +194,22 @@ def markdown(results: dict[str, Any]) -> str:
              "Written by `experiments/trust_inversion.py` (one run per modality; commands below). A sample is one "
              "medium with the operator's whole output: every illumination's field (optics), every shot's traces "
              "(USCT, the emitter's own trace left out). alpha = 0.1; tolerance: the calibration errors' 90th "
-             "percentile.", ""]
+             "percentile. Run from the trust branch with the usct and optics branches merged (their benchmarks' "
+             "functions and data configs).", ""]
     for modality, r in results.items():
         cal = r["calibration"]
+        order = [k for k in sets(modality, 0, 0) if k in r["assess"]]  # the sets in the order they ran
         lines += [f"## {modality}", "", f"Command: `{r['command']}`; {r['device']}; {r['seconds']:.0f} s in all. "
                   f"Run `{r['run']}`.", "",
                   f"Calibration: {cal['n_conformal']} conformal + {cal['n_fit']} combiner samples; signals "
                   f"{', '.join(cal['signals'])}; bound = {cal['quantile']:.3g} x predicted error; tolerance "
-                  f"{cal['tolerance']:.3g} (relative L2).", "", trust.markdown_table(r["assess"]), "",
+                  f"{cal['tolerance']:.3g} (relative L2).", "",
+                  trust.markdown_table({k: r["assess"][k] for k in order}), "",
                   "`flagged`: share of samples in 16-sample windows the MMD test flags at 5% (false alarms on "
                   "`test`, detection on the shifted sets); `accepted`: bound <= tolerance and no flag.", "",
-                  f"![bound vs error]({NAME}_{modality}_bounds.png)", ""]
+                  f"Bound against error, per set: `{NAME}_{modality}_bounds.png` (next to this file).", ""]
         s = r["stream"]
-        counts = ", ".join(f"{k}: {v['n']}" for k, v in s["sets"].items())
+        counts = ", ".join(f"{k}: {s['sets'][k]['n']}" for k in order)
         lines += [f"Guarded stream ({counts} inputs in turn; the "
                   f"run's data solver as fallback, {s['solver_s_per_input']:.3g} s per input; a check every "
                   f"{s['check_every']}th input):", "",
@@ -214,7 +217,7 @@ def markdown(results: dict[str, Any]) -> str:
                   "|---|---|---|---|---|---|"]
         lines += [f"| {k} | {v['fallback']:.3g} | {v['accepted_above_tolerance']:.3g} | "
                   f"{v['answer_error_max']:.3g} | {', '.join(v['reasons'])} | {100 * v['time_saved']:.0f}% |"
-                  for k, v in s["sets"].items()]
+                  for k, v in ((k, s["sets"][k]) for k in order)]
         sm = s["summary"]
         lines += ["", f"Checks {sm['checks']} (miss rate {sm['miss_rate']:.3g}, final multiplier "
                   f"{sm['quantile']:.3g}).",
@@ -250,11 +253,16 @@ def main() -> None:
     parser.add_argument("--tolerance", nargs="+", default=["calibration"],
                         help="the guarded inversions' tolerances (relative L2 of the operator's output; 'calibration': "
                              "the calibration's), one guarded inversion per value")
-    parser.add_argument("--stage", choices=("data", "all"), default="all", help="data: only generate the sets")
+    parser.add_argument("--stage", choices=("data", "all", "markdown"), default="all",
+                        help="data: only generate the sets; markdown: only rewrite the markdown from the JSON")
     parser.add_argument("--results", default=str(RESULTS), help="output directory")
     args = parser.parse_args()
     t0 = time.perf_counter()
     run, work, results = Path(args.run), Path(args.work), Path(args.results)
+    path = results / f"{NAME}.json"
+    if args.stage == "markdown":
+        write_text(results / f"{NAME}.md", markdown(json.loads(path.read_text())))
+        return
     # later inversions load the guard's programs (rebuilt per inversion) from disk instead of recompiling
     jax.config.update("jax_compilation_cache_dir", str(work / "jax_cache"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
@@ -278,7 +286,6 @@ def main() -> None:
                                                                 for c in inversions.values())
                                            for t in next(iter(inversions.values()))["guarded"]}}
     entry["seconds"] = time.perf_counter() - t0
-    path = results / f"{NAME}.json"
     everything = json.loads(path.read_text()) if path.is_file() else {}
     everything[args.modality] = entry
     write_json(path, everything)

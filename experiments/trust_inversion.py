@@ -20,7 +20,7 @@ or a trace operator trained on that of ``experiments/bench_inversion_usct.py --s
    fallback on ``--stream`` inputs of each test set in turn (a solver check every 8th input): fallback
    share, accepted answers above tolerance (against the datasets' answers) and the time against
    solver-only (compilation excluded: both are warmed up first).
-4. Guarded-hybrid inversion (``hybrid="guarded"``, one per ``--tolerance``) against solver-only on
+4. Guarded-hybrid inversion (``hybrid="guarded"``, one per ``--tolerance`` and ``--hold``) against solver-only on
    ``--phantoms`` phantoms of the benchmark's acquisition (its functions make the phantoms and the
    data): final ``rel_error``,
    solver and surrogate calls, seconds (the loop's, compilation excluded; the guard's decisions and
@@ -168,9 +168,9 @@ def guarded_row(history: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def invert_case(modality: str, run: Path, case: dict[str, Any], check_every: int,
-                tolerances: list[float | None]) -> dict[str, Any]:
-    """Solver-only and guarded-hybrid inversions (one per tolerance, ``None``: the calibration's) of one
-    case: ``{"solver": figures, "guarded": {tolerance label: figures}}``."""
+                tolerances: list[float | None], holds: list[int]) -> dict[str, Any]:
+    """Solver-only and guarded-hybrid inversions (one per tolerance, ``None``: the calibration's, and
+    hold) of one case: ``{"solver": figures, "guarded": {"<tolerance>, hold <h>": figures}}``."""
     from pdesurrogate.inversion import optics, usct
 
     module = {"optics": optics, "usct": usct}[modality]
@@ -183,9 +183,11 @@ def invert_case(modality: str, run: Path, case: dict[str, Any], check_every: int
 
     out: dict[str, Any] = {"solver": invert(forward="solver"), "guarded": {}}
     for tol in tolerances:
-        g = invert(forward="hybrid", hybrid="guarded", surrogate=str(run), check_every=check_every, guard_tolerance=tol)
-        g["relative_to_solver"] = g["rel_error"] / out["solver"]["rel_error"] - 1.0
-        out["guarded"]["calibration's" if tol is None else f"{tol:g}"] = g
+        for hold in holds:
+            g = invert(forward="hybrid", hybrid="guarded", surrogate=str(run), check_every=check_every,
+                       guard_tolerance=tol, guard_hold=hold)
+            g["relative_to_solver"] = g["rel_error"] / out["solver"]["rel_error"] - 1.0
+            out["guarded"][f"{'calibration' if tol is None else f'{tol:g}'}, hold {hold}"] = g
     return out
 
 
@@ -224,8 +226,8 @@ def markdown(results: dict[str, Any]) -> str:
                   "", "Guarded-hybrid inversion against solver-only (same data, recipe and seeds; seconds exclude the "
                   "loop's compilation; the guard's programs compile or load from the persistent cache inside "
                   "them):", "",
-                  "| case | tolerance | solver rel_error | guarded rel_error | guarded / solver - 1 | solver calls "
-                  "(solver / guarded) | surrogate calls | seconds (solver / guarded; of which guard) | fallback "
+                  "| case | tolerance, hold | solver rel_error | guarded rel_error | guarded / solver - 1 | solver "
+                  "calls (solver / guarded) | surrogate calls | seconds (solver / guarded; of which guard) | fallback "
                   "share | reasons | checks: bound coverage |", "|---|---|---|---|---|---|---|---|---|---|---|"]
         for name, c in r["inversions"].items():
             a = c["solver"]
@@ -253,6 +255,8 @@ def main() -> None:
     parser.add_argument("--tolerance", nargs="+", default=["calibration"],
                         help="the guarded inversions' tolerances (relative L2 of the operator's output; 'calibration': "
                              "the calibration's), one guarded inversion per value")
+    parser.add_argument("--hold", type=int, nargs="+", default=[0],
+                        help="the guarded inversions' guard_hold values (iterations a fallback keeps the solver)")
     parser.add_argument("--stage", choices=("data", "all", "markdown"), default="all",
                         help="data: only generate the sets; markdown: only rewrite the markdown from the JSON")
     parser.add_argument("--results", default=str(RESULTS), help="output directory")
@@ -274,10 +278,12 @@ def main() -> None:
     (results / section["figure"]).replace(results / f"{NAME}_{args.modality}_bounds.png")
     cases = (optics_cases if args.modality == "optics" else usct_cases)(args.phantoms)
     tolerances = [None if t == "calibration" else float(t) for t in args.tolerance]
-    inversions = {c["name"]: invert_case(args.modality, run, c, args.check_every, tolerances) for c in cases}
+    inversions = {c["name"]: invert_case(args.modality, run, c, args.check_every, tolerances, args.hold)
+                  for c in cases}
     command = (f"uv run python experiments/trust_inversion.py {args.modality} --run {args.run} --work {args.work} "
                f"--calibration {args.calibration} --test {args.test} --stream {args.stream} --phantoms {args.phantoms} "
-               f"--check-every {args.check_every} --tolerance {' '.join(args.tolerance)}")
+               f"--check-every {args.check_every} --tolerance {' '.join(args.tolerance)} "
+               f"--hold {' '.join(map(str, args.hold))}")
     entry = {"command": command, "run": str(run), "device": f"{jax.default_backend()} {jax.devices()[0].device_kind}",
              "calibration": cal.info | {"quantile": cal.quantile, "tolerance": cal.tolerance,
                                         "signals": list(cal.names), "alpha": cal.alpha},

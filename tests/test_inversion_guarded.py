@@ -5,7 +5,8 @@ guard is a :class:`pdesurrogate.trust.Guarded` on a synthetic calibration whose 
 test sets from the iterate, so it decides as the test wants. Checked: an untrustworthy surrogate
 makes every iteration fall back and the result equals the solver-only inversion's; a trustworthy one
 runs every step on the surrogate (equal to the surrogate-only inversion); a guard that changes its
-mind restarts the optimiser, and the history's decisions and call counts match the guard's log.
+mind restarts the optimiser, and the history's decisions and call counts match the guard's log; a
+``hold`` keeps the solver for that many iterations after a fallback.
 """
 
 from __future__ import annotations
@@ -53,14 +54,14 @@ def _calibration():
     return fit_calibration(s, e, np.log(s), ("signal",), 0.1, tolerance=TOLERANCE, window=64)
 
 
-def _guarded(signal) -> GuardedForward:
+def _guarded(signal, hold: int = 0) -> GuardedForward:
     """A guarded forward model whose signal is ``signal(medium)`` (a float)."""
     def signals(medium):
         return SURROGATE.predict(medium, ALL), jnp.asarray([signal(medium)])
 
     guard = Guarded(lambda medium: SURROGATE.predict(medium, ALL), _calibration(), TOLERANCE,
                     solver=lambda medium: SOLVER.predict(medium, ALL), signals=signals, check_every=CHECK_EVERY)
-    return GuardedForward(SURROGATE, SOLVER, guard, medium=lambda m: m)
+    return GuardedForward(SURROGATE, SOLVER, guard, medium=lambda m: m, hold=hold)
 
 
 def _invert(forward, iterations: int = ITERATIONS, **kwargs):
@@ -119,6 +120,31 @@ def test_switching_guard_matches_its_log_and_restarts_the_optimiser():
     assert fwd.guard.summary()["fallback"] == pytest.approx(np.mean(solver_step))
 
 
+def _alternating():
+    """A signal that the guard trusts on its 1st, 3rd, 5th ... decision and not on the others."""
+    calls = []
+
+    def signal(medium):
+        calls.append(None)
+        return TRUSTED if len(calls) % 2 else UNTRUSTED
+    return signal
+
+
+def test_hold_keeps_the_solver_after_a_fallback():
+    free, held = _invert(_guarded(_alternating()), iterations=8), _guarded(_alternating(), hold=2)
+    res = _invert(held, iterations=8)
+    assert [h["decision"] for h in free.history] == ["surrogate", "solver"] * 4
+    assert [r["decision"] for r in held.guard.log] == ["surrogate", "solver"] * 4  # the guard still decides
+    assert [h["decision"] for h in res.history] == (["surrogate"] + ["solver"] * 3) * 2
+    assert [h["iteration"] for h in res.history if h["held"]] == [3, 7]
+    steps = np.array([h["evaluations"] for h in res.history]) * N_ITEMS
+    on_solver = np.array([h["decision"] == "solver" for h in res.history])
+    check = np.array([h["check"] for h in res.history])
+    np.testing.assert_array_equal(_increments(res.history, "solver_calls"), steps * on_solver + N_ITEMS * check)
+    with pytest.raises(ValueError, match="hold"):
+        _guarded(lambda medium: TRUSTED, hold=-1)
+
+
 def test_guarded_stage_rejects_a_checkpoint(tmp_path):
     with pytest.raises(ValueError, match="checkpoint_dir"):
         _invert(_guarded(lambda medium: TRUSTED), checkpoint_dir=tmp_path)
@@ -139,7 +165,7 @@ def test_modalities_offer_the_guarded_hybrid():
 
     for module in (usct, optics):
         assert "guarded" in module.HYBRIDS
-        assert {"guard_tolerance", "check_every"} <= set(module.CONFIG_KEYS)
+        assert {"guard_tolerance", "check_every", "guard_hold"} <= set(module.CONFIG_KEYS)
 
 
 def test_trace_guard_leaves_each_emitters_own_trace_out_as_calibrated():

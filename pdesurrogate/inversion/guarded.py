@@ -9,14 +9,17 @@ A :class:`GuardedForward` stage of :func:`pdesurrogate.inversion.run` asks a
 - ``"solver"`` otherwise (the fallback).
 
 The step (objective, gradient and L-BFGS line search) then runs on that one model, so the optimiser
-never sees an objective that changes inside an iteration; when the decision differs from the previous
-iteration's, the optimiser state restarts (its curvature pairs belong to the other model). Every
+never sees an objective that changes inside an iteration; when the model differs from the previous
+iteration's, the optimiser state restarts (its curvature pairs belong to the other model). With
+``hold > 0``, a fallback keeps the solver for at least ``hold`` iterations even where the guard would
+accept the surrogate again (hysteresis: a bound that hovers at the tolerance would otherwise switch
+models, and restart L-BFGS, every iteration); the guard still decides, and logs, every iteration. Every
 ``check_every``-th iterate the guard also runs its reference solver (``Guarded.solver`` on
 ``medium(m)``, whatever the decision): the surrogate's error there updates the adaptive-conformal
 multiplier ``q_t``, so the bound keeps its coverage along the inversion path.
 
 A decision costs one surrogate pass with its signals (counted as ``n_items`` surrogate calls), a check
-one solver pass over every item (``n_items`` solver calls). The history gets ``decision``, ``reason``
+one solver pass over every item (``n_items`` solver calls). The history gets ``decision``, ``held``, ``reason``
 (``"trusted"`` or the flags: ``bound``, ``input``, ``window``), ``bound``, ``check``, ``guard_error`` and
 ``guard_seconds``; the guard's ``log`` holds one record per iteration, in order.
 
@@ -53,6 +56,7 @@ class GuardedForward:
             the operator's medium; its ``solver`` is the reference for the checks.
         medium: ``m -> medium``: the operator input of the inversion parameters ``m`` (e.g. sound speed
             ``(H, W)`` -> ``(2, H, W)`` with the density).
+        hold: iterations a fallback keeps the solver before the surrogate may step again (0: none).
         name: a label for the history.
 
     Compared by identity: the guard's state belongs to one inversion.
@@ -62,6 +66,7 @@ class GuardedForward:
     solver: ForwardModel
     guard: Guarded
     medium: Callable[[jax.Array], jax.Array]
+    hold: int = 0
     name: str = "guarded"
 
     def __post_init__(self) -> None:
@@ -70,6 +75,8 @@ class GuardedForward:
                              f"{self.surrogate.kind!r} and {self.solver.kind!r}")
         if not isinstance(self.guard, Guarded):
             raise ValueError(f"guard must be a pdesurrogate.trust.Guarded, got {type(self.guard).__name__}")
+        if isinstance(self.hold, bool) or not isinstance(self.hold, int) or self.hold < 0:
+            raise ValueError(f"hold must be an integer >= 0 (iterations), got {self.hold!r}")
 
     def model(self, decision: str) -> ForwardModel:
         """The forward model of a decision (``"surrogate"`` or ``"solver"``)."""
@@ -84,7 +91,7 @@ class GuardedForward:
 
 def guarded_forward(surrogate: ForwardModel, solver: ForwardModel, run_dir: Any,
                     medium: Callable[[jax.Array], jax.Array], *, tolerance: float | None = None,
-                    check_every: int = 10, gamma: float = 0.01) -> GuardedForward:
+                    check_every: int = 10, gamma: float = 0.01, hold: int = 0) -> GuardedForward:
     """The :class:`GuardedForward` of a calibrated run (``trust.calibrate``; ``run_dir/trust.json``):
     :func:`pdesurrogate.trust.guard` with the run's own data solver (:func:`pdesurrogate.trust.reference_solver`)
     as the checks' reference.
@@ -96,6 +103,7 @@ def guarded_forward(surrogate: ForwardModel, solver: ForwardModel, run_dir: Any,
         tolerance: acceptable relative L2 of the operator's output (default the calibration's).
         check_every: iterations between the guard's solver checks (0: none).
         gamma: the adaptive-conformal step size.
+        hold: iterations a fallback keeps the solver (see :class:`GuardedForward`).
     """
     from pdesurrogate import trust
 
@@ -103,4 +111,4 @@ def guarded_forward(surrogate: ForwardModel, solver: ForwardModel, run_dir: Any,
         raise ValueError("the guarded hybrid needs surrogate= a run directory calibrated with "
                          f"`pdesurrogate calibrate` (holding {trust.TRUST_FILE}), got {run_dir!r}")
     guard = trust.guard(run_dir, trust.reference_solver(run_dir), tolerance, check_every=check_every, gamma=gamma)
-    return GuardedForward(surrogate, solver, guard, medium)
+    return GuardedForward(surrogate, solver, guard, medium, hold)

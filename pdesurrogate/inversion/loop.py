@@ -37,10 +37,11 @@ runs; a gradient counts as one call), ``evaluations`` (objective evaluations thi
 a :class:`Corrected` model ``centre_misfit`` (the solver's misfit, mean over all items, at the
 candidate centre), ``accepted`` and ``radius`` (the trust radius after the update); in a
 :class:`~pdesurrogate.inversion.guarded.GuardedForward` stage ``decision`` (the model the step used),
-``reason``, ``bound`` (the guard's error bound at the iterate), ``check`` (whether the guard ran its
-solver check there), ``guard_error`` (the surrogate's error at a check, else NaN) and ``guard_seconds``
-(this iteration's decision and check, in ``seconds``, with any compilation they trigger), and the calls
-of the guard's decisions and checks are counted too.
+``held`` (the guard accepted the surrogate but the stage's ``hold`` kept the solver), ``reason``,
+``bound`` (the guard's error bound at the iterate), ``check`` (whether the guard ran its solver check
+there), ``guard_error`` (the surrogate's error at a check, else NaN) and ``guard_seconds`` (this
+iteration's decision and check, in ``seconds``, with any compilation they trigger), and the calls of the
+guard's decisions and checks are counted too.
 
 **Checkpoint/resume.** With ``checkpoint_dir``, the whole state (current and stage-reference
 parameters, optimiser variables and state, preconditioner, iteration counters, history, RNG key,
@@ -277,23 +278,29 @@ def _trust_update(old: Centre | None, candidate: Centre, radius: float | None) -
     return old._replace(radius=old.radius / 4), False
 
 
-def _guard_step(stage: Stage, m: jax.Array, meta: dict[str, Any], n_items: int, decision: str | None,
+def _guard_step(stage: Stage, m: jax.Array, meta: dict[str, Any], n_items: int, current: tuple[str | None, int],
                 program: _StageProgram, opt_state: Any, x: jax.Array, setting: tuple,
-                record: dict[str, Any]) -> tuple[str, _StageProgram, Any]:
-    """Ask a guarded stage's guard about ``m`` before an iteration: counts its calls in ``meta``, writes
-    ``decision``, ``reason``, ``bound``, ``check``, ``guard_error`` and ``guard_seconds`` into ``record``,
-    and returns ``(decision, program, opt_state)``: the program of the decided model, the optimiser
-    restarted when the model changed."""
+                record: dict[str, Any]) -> tuple[tuple[str, int], _StageProgram, Any]:
+    """Ask a guarded stage's guard about ``m`` before an iteration. ``current`` is ``(model, dwell)``:
+    the model of the last iteration (``None`` at the stage's start) and its iterations since the last
+    switch. Counts the guard's calls in ``meta``, writes ``decision``, ``held``, ``reason``, ``bound``,
+    ``check``, ``guard_error`` and ``guard_seconds`` into ``record``, and returns ``((model, dwell),
+    program, opt_state)``: the program of the model this iteration uses, the optimiser restarted when
+    the model changed."""
     guard = stage.forward.decide(m, meta["iteration"] + 1)
     meta["surrogate_calls"] += n_items
     meta["solver_calls"] += n_items if guard["check"] else 0
-    if guard["decision"] != decision:
-        decision = guard["decision"]
+    model, dwell = current
+    held = guard["decision"] == "surrogate" and model == "solver" and dwell < stage.forward.hold
+    decision = "solver" if held else guard["decision"]
+    if decision != model:
+        model, dwell = decision, 0
         program = _stage_program(stage, *setting, stage.forward.model(decision))
         opt_state = program.optimizer.init(x)  # the curvature pairs belong to the other model
-    record |= {"decision": decision, "reason": guard["reason"], "bound": guard["bound"], "check": guard["check"],
-               "guard_error": guard["error"], "guard_seconds": guard["surrogate_s"] + guard["solver_s"]}
-    return decision, program, opt_state
+    record |= {"decision": decision, "held": held, "reason": guard["reason"], "bound": guard["bound"],
+               "check": guard["check"], "guard_error": guard["error"],
+               "guard_seconds": guard["surrogate_s"] + guard["solver_s"]}
+    return (model, dwell + 1), program, opt_state
 
 
 def _compiled(program: _StageProgram, name: str, args: tuple, meta: dict[str, Any]) -> Callable:
@@ -420,7 +427,7 @@ def run(stages: list[Stage], initial: np.ndarray, *, n_items: int, bounds: Bound
             continue
         guarded = isinstance(stage.forward, GuardedForward)
         program = _stage_program(stage, bounds, regularizer, scale, stage.forward.surrogate if guarded else None)
-        decision = None  # a guarded stage's current model
+        current: tuple[str | None, int] = (None, 0)  # a guarded stage's model and its iterations since a switch
         if resumed:
             ref, s, x = (jnp.asarray(saved[k]) for k in ("ref", "s", "x"))
             template = program.optimizer.init(x)
@@ -457,8 +464,8 @@ def run(stages: list[Stage], initial: np.ndarray, *, n_items: int, bounds: Bound
                 record |= {"centre_misfit": float(candidate.misfit), "accepted": accepted,
                            "radius": float(centre.radius)}
             if guarded:
-                decision, program, opt_state = _guard_step(stage, m, meta, n_items, decision, program, opt_state, x,
-                                                           (bounds, regularizer, scale), record)
+                current, program, opt_state = _guard_step(stage, m, meta, n_items, current, program, opt_state, x,
+                                                          (bounds, regularizer, scale), record)
             key, sub = jax.random.split(key)
             items = all_items if batch >= n_items else \
                 jnp.sort(jax.random.choice(sub, n_items, (batch,), replace=False)).astype(jnp.int32)
@@ -469,7 +476,8 @@ def run(stages: list[Stage], initial: np.ndarray, *, n_items: int, bounds: Bound
             x, opt_state, m, obj, mis, n_ls = jax.block_until_ready(compiled(*args))
             meta["seconds"] += time.perf_counter() - t0
             evaluations = 1 + int(n_ls)
-            kind = decision if guarded else "surrogate" if isinstance(stage.forward, Corrected) else stage.forward.kind
+            kind = current[0] if guarded else \
+                "surrogate" if isinstance(stage.forward, Corrected) else stage.forward.kind
             meta[f"{kind}_calls"] += evaluations * batch
             meta["iteration"] += 1
             meta["stage_iteration"] = k + 1

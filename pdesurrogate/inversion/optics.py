@@ -610,7 +610,7 @@ def invert(acq: Acquisition, observed, forward: str = "solver", surrogate: Any =
            optimizer: str = "lbfgs", learning_rate: float = 0.05, tv: float = 0.0, tv_epsilon: float = 1e-3,
            positive: bool = False, angles_per_iteration: int | None = None, hybrid: str = "correct",
            surrogate_iterations: int | None = None, refresh_every: int = 5, guard_tolerance: float | None = None,
-           check_every: int = 10, scale: float = 0.01, seed: int = 0,
+           check_every: int = 10, guard_hold: int = 0, scale: float = 0.01, seed: int = 0,
            checkpoint_dir: str | Path | None = None, progress: bool = True) -> OpticsResult:
     """Reconstruct the refractive index from ``observed`` ``u / u_inc`` ``(n_angles, n_det)``.
 
@@ -636,8 +636,9 @@ def invert(acq: Acquisition, observed, forward: str = "solver", surrogate: Any =
             iterations, default ``iterations``, then ``iterations`` FDTD iterations) or ``"guarded"``
             (per iteration the surrogate where the trust guard of the calibrated run ``surrogate``
             accepts the iterate, FDTD elsewhere; :class:`pdesurrogate.inversion.guarded.GuardedForward`).
-        guard_tolerance, check_every: ``"guarded"``: the acceptable relative L2 of the operator's
-            fields (default the calibration's) and the iterations between the guard's solver checks.
+        guard_tolerance, check_every, guard_hold: ``"guarded"``: the acceptable relative L2 of the
+            operator's fields (default the calibration's), the iterations between the guard's solver
+            checks and those a fallback keeps the solver (:class:`~pdesurrogate.inversion.GuardedForward`).
         scale: a typical index update (the optimiser's unit step).
         seed: seed of the angle subsets; checkpoint_dir: resumable state; progress: a bar on stderr.
 
@@ -667,7 +668,8 @@ def invert(acq: Acquisition, observed, forward: str = "solver", surrogate: Any =
                   Stage("solver", iterations, solver_forward(acq, dtype), **common)]
     elif hybrid == "guarded":
         model = guarded_forward(surrogate_forward(acq, operator), solver_forward(acq, dtype), surrogate,
-                                lambda n: n[None], tolerance=guard_tolerance, check_every=check_every)
+                                lambda n: n[None], tolerance=guard_tolerance, check_every=check_every,
+                                hold=guard_hold)
         stages = [Stage("guarded", iterations, model, **common)]
     else:
         model = Corrected(surrogate_forward(acq, operator), solver_forward(acq, dtype), refresh_every)
@@ -718,7 +720,7 @@ def rytov_tv(acq: Acquisition, observed, *, tv: float = 0.0, tv_epsilon: float =
 
 CONFIG_KEYS = ("forward", "surrogate", "bounds", "iterations", "optimizer", "learning_rate", "tv", "tv_epsilon",
                "positive", "angles_per_iteration", "hybrid", "surrogate_iterations", "refresh_every", "guard_tolerance",
-               "check_every", "scale",
+               "check_every", "guard_hold", "scale",
                "seed", "checkpoint", "progress")
 OBSERVED_KEYS = ("observed", "shape", "spacing", "wavelength", "background_index", "angles", "detector_positions",
                  "detector_distance")

@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import functools
 import json
 import math
 import platform
@@ -212,6 +213,12 @@ def path_points(res: usct.USCTResult, truth: np.ndarray) -> list[tuple[str, np.n
         [(f"end of {n}", c) for n, c in zip(names, ends)] + [("truth", truth)]
 
 
+@functools.lru_cache(maxsize=4)
+def _jitted(model: ForwardModel):
+    """``model.predict`` jitted once per forward model (the path points of every phantom share it)."""
+    return jax.jit(model.predict)
+
+
 def path_errors(acq: usct.Acquisition, operator: ForwardModel, solver: ForwardModel,
                 points: list[tuple[str, np.ndarray]]) -> list[dict]:
     """The surrogate's traces against the solver's at each point ``(label, c (grid.shape) m/s)``:
@@ -220,7 +227,7 @@ def path_errors(acq: usct.Acquisition, operator: ForwardModel, solver: ForwardMo
     of the water traces as a prediction (``water_rel_l2``, the baseline)."""
     keep = usct.receiver_mask(acq, 0.0)[:, None, :]
     shots = jnp.arange(acq.n_shots)
-    sur, sol = jax.jit(operator.predict), jax.jit(solver.predict)
+    sur, sol = _jitted(operator), _jitted(solver)
 
     def traces(fn, c: np.ndarray) -> np.ndarray:
         return np.asarray(fn(jnp.asarray(c, jnp.float32), shots)) * keep
@@ -434,12 +441,12 @@ def write_markdown(result: dict, name: str) -> None:
     if cost:
         lines += ["", f"**Break-even.** The surrogate cost {cost['data_seconds']:.0f} s of data generation and "
                   f"{cost['train_seconds']:.0f} s of training on this CPU (separate runs, "
-                  "[usct_64_small.toml](../configs/usct_64_small.toml)).", ""]
+                  "`experiments/configs/usct_64_small.toml`).", ""]
         for k, b in result["break_even"].items():
-            n = "never" if b["reconstructions"] is None else f"{math.ceil(b['reconstructions'])} reconstructions"
+            n = "never" if b["reconstructions"] is None else \
+                f"after {math.ceil(b['reconstructions'])} reconstructions"
             lines.append(f"- `{k}`: saves {b['saved_seconds_median']:.1f} s per reconstruction in reaching rel_error "
-                         f"{target} (median over the {b['phantoms']} phantoms both reach it on): break-even after "
-                         f"{n}.")
+                         f"{target} (median over the {b['phantoms']} phantoms both reach it on): break-even {n}.")
     if result.get("path"):
         points = list(dict.fromkeys(r["point"] for r in result["path"]))
         n = len({r["phantom"] for r in result["path"]})

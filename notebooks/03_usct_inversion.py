@@ -34,7 +34,7 @@ work = Path(tempfile.mkdtemp(prefix="pdesurrogate-usct-"))
 # are what the inversion's solver picks for this ring (`usct.SolverSettings().resolve`).
 
 # %%
-data = {"scenario": "usct", "num_samples": 64, "seed": 0, "shape": [32, 32], "spacing": 2e-4, "batch_size": 16,
+data = {"scenario": "usct", "num_samples": 48, "seed": 0, "shape": [32, 32], "spacing": 2e-4, "batch_size": 16,
         "phantom": {"kind": "breast", "smoothing": [0.0, 3.0], "contrast_scale": [0.2, 1.0]},
         "acoustic": {"scheme": "fd", "fd_order": 4, "pml_size": 6, "ring_margin": 1, "dt": 0.3 * 2e-4 / 1650,
                      "frequency": 1e6, "cycles": 3.0, "duration": 6e-6, "n_elements": 16, "n_shots": 8}}
@@ -80,7 +80,7 @@ plt.show()
 # A `TraceOperator` (medium + emitting element -> the traces at every element) is trained with the
 # same calls as `pdesurrogate generate` and `pdesurrogate train`, on breasts smoothed and scaled down
 # per sample (`phantom.smoothing`, `phantom.contrast_scale`): an inversion from water passes through
-# smooth, low-contrast media, and the surrogate must hold there. At this size (64 samples, 150 steps)
+# smooth, low-contrast media, and the surrogate must hold there. At this size (48 samples, 100 steps)
 # it is a poor surrogate; the *corrected* hybrid lives with that: at a centre, refreshed at each band's
 # start and every `refresh_every` iterations, the solver's traces correct the surrogate's so that
 # misfit and gradient agree with the solver's, and a trust region re-centres only where the solver
@@ -88,8 +88,8 @@ plt.show()
 
 # %%
 experiment = {"data": data, "model": {"kind": "fno", "modes": [8, 8], "width": 16, "depth": 2},
-              "train": {"steps": 150, "batch_size": 2, "lr": 3e-3, "warmup_steps": 10, "validate_every": 75,
-                        "checkpoint_every": 75}}
+              "train": {"steps": 100, "batch_size": 2, "lr": 3e-3, "warmup_steps": 10, "validate_every": 50,
+                        "checkpoint_every": 50}}
 report = generate(data, work / "data", progress=False)
 print(f"data: {report['written']} samples in {report['seconds']:.1f} s")
 trained = train_run(experiment, work / "data", work / "run", progress=False)

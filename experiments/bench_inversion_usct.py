@@ -264,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jwave", type=int, default=1, help="calibration phantoms also inverted with jwave")
     p.add_argument("--target", type=float, default=0.4, help="rel_error for the time-to-target column")
     p.add_argument("--surrogate", default=None, help="TraceOperator run directory: add surrogate and hybrid rows")
+    p.add_argument("--refresh-every", type=int, default=5, help="hybrid_corrected: iterations between refreshes")
+    p.add_argument("--trust-radius", type=float, default=20.0, help="hybrid_corrected: initial trust radius (m/s)")
     p.add_argument("--surrogate-cost", type=float, nargs=2, default=None, metavar=("DATA_S", "TRAIN_S"),
                    help="the surrogate's data-generation and training seconds (break-even)")
     p.add_argument("--path", type=int, default=0, help="phantoms whose solver path is checked with the surrogate")
@@ -286,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     forwards = {"solver": {"forward": "solver"}}
     if args.surrogate:
         forwards |= {"surrogate": {"forward": "surrogate", "surrogate": args.surrogate},
-                     "hybrid_corrected": {"forward": "hybrid", "hybrid": "corrected", "surrogate": args.surrogate},
+                     "hybrid_corrected": {"forward": "hybrid", "hybrid": "corrected", "surrogate": args.surrogate,
+                                          "refresh_every": args.refresh_every, "trust_radius": args.trust_radius},
                      "hybrid_surrogate_first": {"forward": "hybrid", "hybrid": "surrogate_first",
                                                 "surrogate": args.surrogate}}
     cases: dict[str, list[dict]] = {k: [] for k in forwards} | {"solver_calibrated": [], "jwave_calibrated": []}
@@ -371,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
               "scale": scale, "nt": acq.nt, "dt": acq.dt, "snr_db": SNR_DB, "recipe": {k: v for k, v in recipe.items()
                                                                                         if k != "progress"},
               "target": args.target, "rows": rows, "cases": cases, "jwave_speed": speed,
+              "hybrid_corrected": {"refresh_every": args.refresh_every, "trust_radius": args.trust_radius},
               "surrogate": args.surrogate, "surrogate_cost": cost, "break_even": even, "path": paths,
               "ood_rows": ood_rows, "ood_cases": ood_cases, "skull_bounds": [BOUNDS[0], SKULL_UPPER],
               "wall_seconds": time.perf_counter() - t_start}
@@ -419,11 +423,13 @@ def write_markdown(result: dict, name: str) -> None:
              f"samples; data from `pstd` on the {2 * scale['n'] - 1}^2 grid, noise {result['snr_db']:g} dB below RMS; "
              f"bands {[round(b / f0, 3) for b in recipe['bands']]} x f0, L-BFGS iterations per band "
              f"{list(recipe['iterations'])}; start: water.", ""]
+    hc = result.get("hybrid_corrected", {"refresh_every": 5, "trust_radius": 20.0})  # the defaults of earlier runs
     if result.get("surrogate"):
         lines += [f"Surrogate: the TraceOperator in `{result['surrogate']}`. `surrogate`: it replaces the solver; "
                   "`hybrid_corrected`: it is corrected to first order by the solver at a centre refreshed at the start "
-                  "of each band and every 5 iterations, within a trust region; `hybrid_surrogate_first`: surrogate "
-                  "through every band, then 5 solver iterations in the last band.", ""]
+                  f"of each band and every {hc['refresh_every']} iterations, within a trust region of initial radius "
+                  f"{hc['trust_radius']:g} m/s (reset at each band); `hybrid_surrogate_first`: surrogate through every "
+                  "band, then 5 solver iterations in the last band.", ""]
     lines += table(result["rows"])
     lines += ["", "Compilation is shared: a forward model's later inversions reuse the first one's programs.", ""]
     if "solver_calibrated" in forwards:

@@ -306,6 +306,31 @@ def main(argv: list[str] | None = None) -> int:
         rho_water = np.full(acq.grid.shape, 1000.0, np.float32)
         sur_fwd = usct.surrogate_forward(acq, TraceOperator.load(args.surrogate), rho_water)
         sol_fwd = usct.solver_forward(acq, usct.SolverSettings(c_ref=BOUNDS[1]).resolve(acq), rho_water)
+    ood_cases: dict[str, list[dict]] = {}
+    hybrids = {k: v for k, v in forwards.items() if k.startswith("hybrid")}
+
+    def save() -> dict:
+        """The result so far, written to ``<name>.json`` (after every phantom: a crash keeps what ran)."""
+        rows = [row(k, v, args.target) for k, v in cases.items() if v]
+        ood_rows = [row(k, v, args.target) for k, v in ood_cases.items()]
+        cost = None if args.surrogate_cost is None else {"data_seconds": args.surrogate_cost[0],
+                                                         "train_seconds": args.surrogate_cost[1]}
+        even = {} if cost is None else {k: break_even(cases["solver"], cases[k], sum(cost.values())) for k in hybrids}
+        result = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                  "command": "uv run python experiments/bench_inversion_usct.py " + " ".join(sys.argv[1:] if argv is None
+                                                                                             else argv),
+                  "host": platform.node(), "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
+                  "scale": scale, "nt": acq.nt, "dt": acq.dt, "snr_db": SNR_DB, "recipe": {k: v for k, v in recipe.items()
+                                                                                            if k != "progress"},
+                  "target": args.target, "rows": rows, "cases": cases, "jwave_speed": speed,
+                  "hybrid_corrected": {"refresh_every": args.refresh_every, "trust_radius": args.trust_radius},
+                  "surrogate": args.surrogate, "surrogate_cost": cost, "break_even": even, "path": paths,
+                  "ood_rows": ood_rows, "ood_cases": ood_cases, "skull_bounds": [BOUNDS[0], SKULL_UPPER],
+                  "wall_seconds": time.perf_counter() - t_start}
+        RESULTS.mkdir(exist_ok=True)
+        write_text(RESULTS / f"{name_}.json", json.dumps(result, indent=2, default=float))
+        return result
+
     region = acq.region()
     for index in range(args.phantoms):
         ph = phantoms.phantom(extra["config"], args.seed, index)
@@ -345,9 +370,8 @@ def main(argv: list[str] | None = None) -> int:
                 ours, theirs = time_to(res.history, final), time_to(jw.history, final)
                 speed.append({"phantom": index, "jwave_final_rel_error": final, "jwave_seconds": theirs,
                               "solver_seconds": ours, "speedup": None if ours is None else theirs / ours})
+        save()
 
-    ood_cases: dict[str, list[dict]] = {}
-    hybrids = {k: v for k, v in forwards.items() if k.startswith("hybrid")}
     for kind, params in OOD.items() if args.ood else ():
         config = dataclasses.replace(extra["config"], phantom=dataclasses.replace(extra["config"].phantom, **params))
         bounds = (BOUNDS[0], SKULL_UPPER) if params["kind"] == "brain" else BOUNDS
@@ -356,30 +380,14 @@ def main(argv: list[str] | None = None) -> int:
             c_fine, rho_fine = ph.medium["sound_speed"], ph.medium["density"]
             truth, lesions = c_fine[::2, ::2].astype(np.float32), ph.lesion_mask[::2, ::2]
             observed = observe(acq_fine, acoustic.Medium(sound_speed=c_fine, density=rho_fine), rng, pml_fine)
-            for name, kw in {"solver": forwards["solver"]} | hybrids:
+            for name, kw in ({"solver": forwards["solver"]} | hybrids).items():
                 res = usct.invert(acq, observed, truth=truth, bounds=bounds, **kw, **recipe)
                 ood_cases.setdefault(f"{kind}: {name}", []).append(
                     measure(res, index, truth, lesions, region, args.target))
                 report(index, f"{kind} {name}", ood_cases[f"{kind}: {name}"][-1], t_start)
+                save()
 
-    rows = [row(k, v, args.target) for k, v in cases.items() if v]
-    ood_rows = [row(k, v, args.target) for k, v in ood_cases.items()]
-    cost = None if args.surrogate_cost is None else {"data_seconds": args.surrogate_cost[0],
-                                                     "train_seconds": args.surrogate_cost[1]}
-    even = {} if cost is None else {k: break_even(cases["solver"], cases[k], sum(cost.values())) for k in hybrids}
-    result = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-              "command": "uv run python experiments/bench_inversion_usct.py " + " ".join(sys.argv[1:] if argv is None
-                                                                                         else argv),
-              "host": platform.node(), "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
-              "scale": scale, "nt": acq.nt, "dt": acq.dt, "snr_db": SNR_DB, "recipe": {k: v for k, v in recipe.items()
-                                                                                        if k != "progress"},
-              "target": args.target, "rows": rows, "cases": cases, "jwave_speed": speed,
-              "hybrid_corrected": {"refresh_every": args.refresh_every, "trust_radius": args.trust_radius},
-              "surrogate": args.surrogate, "surrogate_cost": cost, "break_even": even, "path": paths,
-              "ood_rows": ood_rows, "ood_cases": ood_cases, "skull_bounds": [BOUNDS[0], SKULL_UPPER],
-              "wall_seconds": time.perf_counter() - t_start}
-    RESULTS.mkdir(exist_ok=True)
-    write_text(RESULTS / f"{name_}.json", json.dumps(result, indent=2, default=float))
+    result = save()
 
     fig, axes = subplots(2, max(len(examples), 1), figsize=(3.6 * max(len(examples), 1), 6.4), squeeze=False)
     for j, (index, truth, rec) in enumerate(examples):

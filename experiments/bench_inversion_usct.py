@@ -483,7 +483,8 @@ def write_markdown(result: dict, name: str) -> None:
         lines += ["", "**Out of distribution** (the surrogate was trained on breasts only): `dense_breast` "
                   "1.5x the breast contrast; `skull`: a head with skull (`brain` phantom, bone 2800-3000 m/s), "
                   f"bounds ({lo:g}, {hi:g}) m/s.", ""] + table(result["ood_rows"])
-    lines += ["", f"![examples]({name}_examples.png)", "", f"![curves]({name}_curves.png)", ""]
+    lines += ["", f"Figures beside this file: `{name}_examples.png` (truths and solver reconstructions), "
+              f"`{name}_curves.png` (misfit and rel_error of phantom 0 per forward model).", ""]
     write_text(RESULTS / f"{name}.md", "\n".join(lines))
     print("\n".join(lines))
 

@@ -19,17 +19,34 @@ Reported per forward model: median / p95 / max ``rel_error`` (inside the ring), 
 ring), lesion contrast recovered (lesion minus its 3-cell surround, reconstructed over true), and the
 time (compilation excluded, reported separately) to reach ``--target`` rel_error.
 With ``--surrogate RUN_DIR`` (a :class:`~pdesurrogate.surrogate.TraceOperator` trained on this
-acquisition) the surrogate and both hybrids run on the same set; an operator trained on another
-acquisition is refused with the difference named.
+acquisition, e.g. ``experiments/configs/usct_64_small.toml`` at ``--small``) the surrogate and both
+hybrids run on the same set; an operator trained on another acquisition is refused with the
+difference named. With it:
 
-Writes ``experiments/results/inversion_usct[_cpu].md``, ``.json`` and ``_examples.png``.
+- ``--surrogate-cost DATA_S TRAIN_S`` (the operator's data-generation and training seconds) gives the
+  break-even number of reconstructions: ``(DATA_S + TRAIN_S)`` over the seconds a hybrid saves per
+  reconstruction against the solver in reaching ``--target`` (median over the phantoms both reach it
+  on; "never" when nothing is saved);
+- ``--path N``: the surrogate's trace error along the solver inversions of the first ``N`` phantoms, at
+  the start (water), at each band's end and at the true medium: relative L2 of the surrogate's traces
+  against the inversion's solver over all shots (the emitter's own trace left out), of their
+  scattered part (minus the solver's water traces), and of the water traces themselves (the baseline);
+- ``--ood N``: ``N`` out-of-distribution phantoms of each kind (a denser breast: 1.5x the contrast; a
+  head with skull: ``brain``, bone 2800-3000 m/s, bounds up to ``SKULL_UPPER``), solver against both
+  hybrids, reported separately.
+
+Writes ``experiments/results/<name>.md``, ``.json``, ``_examples.png`` and ``_curves.png``, ``<name>``
+``inversion_usct[_cpu]`` unless ``--name`` says otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
+import functools
 import json
+import math
 import platform
 import sys
 import time
@@ -57,6 +74,9 @@ SCALES = {  # reconstruction grid, elements, shots, spacing (m), centre frequenc
     "gpu": {"n": 128, "elements": 64, "shots": 64, "spacing": 1e-4, "frequency": 2.0e6, "pml": 10, "margin": 2},
 }
 SNR_DB = 40.0
+BOUNDS = (1400.0, 1700.0)  # m/s: breast
+SKULL_UPPER = 3100.0  # m/s: the upper bound for heads with skull (bone up to 3000 m/s)
+OOD = {"dense_breast": {"kind": "breast", "contrast": 1.5}, "skull": {"kind": "brain"}}
 
 
 def ssim(a: np.ndarray, b: np.ndarray, region: np.ndarray, window: int = 7) -> float:
@@ -185,6 +205,55 @@ def row(name: str, runs: list[dict], target: float) -> dict:
             "surrogate_calls": distribution([r["surrogate_calls"] for r in runs])}
 
 
+def path_points(res: usct.USCTResult, truth: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """``(label, sound speed)`` along one inversion: its start, each band's end, and the truth."""
+    names = list(res.stage_starts)
+    ends = [res.stage_starts[n] for n in names[1:]] + [res.sound_speed]
+    return [("start (water)", res.stage_starts[names[0]])] + \
+        [(f"end of {n}", c) for n, c in zip(names, ends)] + [("truth", truth)]
+
+
+@functools.lru_cache(maxsize=4)
+def _jitted(model: ForwardModel):
+    """``model.predict`` jitted once per forward model (the path points of every phantom share it)."""
+    return jax.jit(model.predict)
+
+
+def path_errors(acq: usct.Acquisition, operator: ForwardModel, solver: ForwardModel,
+                points: list[tuple[str, np.ndarray]]) -> list[dict]:
+    """The surrogate's traces against the solver's at each point ``(label, c (grid.shape) m/s)``:
+    relative L2 over all shots and kept receivers (emitter's own trace out) of the traces
+    (``rel_l2``), of their scattered part (minus the solver's water traces, ``scattered_rel_l2``), and
+    of the water traces as a prediction (``water_rel_l2``, the baseline)."""
+    keep = usct.receiver_mask(acq, 0.0)[:, None, :]
+    shots = jnp.arange(acq.n_shots)
+    sur, sol = _jitted(operator), _jitted(solver)
+
+    def traces(fn, c: np.ndarray) -> np.ndarray:
+        return np.asarray(fn(jnp.asarray(c, jnp.float32), shots)) * keep
+
+    water = traces(sol, np.full(acq.grid.shape, usct.WATER_SOUND_SPEED, np.float32))
+    out = []
+    for label, c in points:
+        f, s_ = traces(sol, c), traces(sur, c)
+        err = float(np.linalg.norm(s_ - f))
+        out.append({"point": label, "rel_l2": err / float(np.linalg.norm(f)),
+                    "scattered_rel_l2": err / (float(np.linalg.norm(f - water)) or float("nan")),
+                    "water_rel_l2": float(np.linalg.norm(water - f) / np.linalg.norm(f))})
+    return out
+
+
+def break_even(solver_runs: list[dict], hybrid_runs: list[dict], cost_seconds: float) -> dict:
+    """Reconstructions after which ``cost_seconds`` (data + training) is paid back: ``cost`` over the
+    median, over the phantoms both reach the target on, of the solver's time to target minus the
+    hybrid's; ``None`` (never) when that saving is not positive or no phantom counts."""
+    saved = [s["time_to_target"] - h["time_to_target"] for s, h in zip(solver_runs, hybrid_runs)
+             if s["time_to_target"] is not None and h["time_to_target"] is not None]
+    median = float(np.median(saved)) if saved else float("nan")
+    return {"phantoms": len(saved), "saved_seconds_median": median, "cost_seconds": cost_seconds,
+            "reconstructions": cost_seconds / median if saved and median > 0 else None}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--small", action="store_true", help="CPU scale (64^2, 32 elements)")
@@ -195,14 +264,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jwave", type=int, default=1, help="calibration phantoms also inverted with jwave")
     p.add_argument("--target", type=float, default=0.4, help="rel_error for the time-to-target column")
     p.add_argument("--surrogate", default=None, help="TraceOperator run directory: add surrogate and hybrid rows")
+    p.add_argument("--refresh-every", type=int, default=5, help="hybrid_corrected: iterations between refreshes")
+    p.add_argument("--trust-radius", type=float, default=20.0, help="hybrid_corrected: initial trust radius (m/s)")
+    p.add_argument("--surrogate-cost", type=float, nargs=2, default=None, metavar=("DATA_S", "TRAIN_S"),
+                   help="the surrogate's data-generation and training seconds (break-even)")
+    p.add_argument("--path", type=int, default=0, help="phantoms whose solver path is checked with the surrogate")
+    p.add_argument("--ood", type=int, default=0, help="phantoms of each out-of-distribution kind (dense, skull)")
+    p.add_argument("--name", default=None, help="results file stem (default inversion_usct[_cpu])")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--from-json", default=None, help="only rewrite the markdown from this result JSON")
     args = p.parse_args(argv)
+    name_ = args.name or ("inversion_usct_cpu" if args.small else "inversion_usct")
     if args.from_json:
-        write_markdown(json.loads(Path(args.from_json).read_text()), "_cpu" if args.small else "")
+        write_markdown(json.loads(Path(args.from_json).read_text()), name_)
         return 0
+    if not args.surrogate and (args.path or args.surrogate_cost):
+        raise ValueError("--path and --surrogate-cost need --surrogate RUN_DIR")
     scale = SCALES["small" if args.small else "gpu"]
-    tag = "_cpu" if args.small else ""
     acq, acq_fine, extra = geometry(scale)
     f0 = scale["frequency"]
     recipe = {"bands": tuple(b * f0 for b in args.bands), "iterations": tuple(args.iterations), "progress": False}
@@ -210,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     forwards = {"solver": {"forward": "solver"}}
     if args.surrogate:
         forwards |= {"surrogate": {"forward": "surrogate", "surrogate": args.surrogate},
-                     "hybrid_corrected": {"forward": "hybrid", "hybrid": "corrected", "surrogate": args.surrogate},
+                     "hybrid_corrected": {"forward": "hybrid", "hybrid": "corrected", "surrogate": args.surrogate,
+                                          "refresh_every": args.refresh_every, "trust_radius": args.trust_radius},
                      "hybrid_surrogate_first": {"forward": "hybrid", "hybrid": "surrogate_first",
                                                 "surrogate": args.surrogate}}
     cases: dict[str, list[dict]] = {k: [] for k in forwards} | {"solver_calibrated": [], "jwave_calibrated": []}
@@ -220,12 +299,44 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     pml_fine = 2 * scale["pml"]
     other = None
+    paths: list[dict] = []
+    if args.path:
+        from pdesurrogate.surrogate import TraceOperator
+
+        rho_water = np.full(acq.grid.shape, 1000.0, np.float32)
+        sur_fwd = usct.surrogate_forward(acq, TraceOperator.load(args.surrogate), rho_water)
+        sol_fwd = usct.solver_forward(acq, usct.SolverSettings(c_ref=BOUNDS[1]).resolve(acq), rho_water)
+    ood_cases: dict[str, list[dict]] = {}
+    hybrids = {k: v for k, v in forwards.items() if k.startswith("hybrid")}
+
+    def save() -> dict:
+        """The result so far, written to ``<name>.json`` (after every phantom: a crash keeps what ran)."""
+        rows = [row(k, v, args.target) for k, v in cases.items() if v]
+        ood_rows = [row(k, v, args.target) for k, v in ood_cases.items()]
+        cost = None if args.surrogate_cost is None else {"data_seconds": args.surrogate_cost[0],
+                                                         "train_seconds": args.surrogate_cost[1]}
+        even = {} if cost is None else {k: break_even(cases["solver"], cases[k], sum(cost.values())) for k in hybrids}
+        result = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                  "command": "uv run python experiments/bench_inversion_usct.py " + " ".join(sys.argv[1:] if argv is None
+                                                                                             else argv),
+                  "host": platform.node(), "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
+                  "scale": scale, "nt": acq.nt, "dt": acq.dt, "snr_db": SNR_DB, "recipe": {k: v for k, v in recipe.items()
+                                                                                            if k != "progress"},
+                  "target": args.target, "rows": rows, "cases": cases, "jwave_speed": speed,
+                  "hybrid_corrected": {"refresh_every": args.refresh_every, "trust_radius": args.trust_radius},
+                  "surrogate": args.surrogate, "surrogate_cost": cost, "break_even": even, "path": paths,
+                  "ood_rows": ood_rows, "ood_cases": ood_cases, "skull_bounds": [BOUNDS[0], SKULL_UPPER],
+                  "wall_seconds": time.perf_counter() - t_start}
+        RESULTS.mkdir(exist_ok=True)
+        write_text(RESULTS / f"{name_}.json", json.dumps(result, indent=2, default=float))
+        return result
+
+    region = acq.region()
     for index in range(args.phantoms):
         ph = phantoms.phantom(extra["config"], args.seed, index)
         c_fine, rho_fine = ph.medium["sound_speed"], ph.medium["density"]
         truth, lesions = c_fine[::2, ::2].astype(np.float32), ph.lesion_mask[::2, ::2]
         observed = observe(acq_fine, acoustic.Medium(sound_speed=c_fine, density=rho_fine), rng, pml_fine)
-        region = acq.region()
         for name, kw in forwards.items():
             res = usct.invert(acq, observed, truth=truth, **kw, **recipe)
             cases[name].append(measure(res, index, truth, lesions, region, args.target))
@@ -234,6 +345,11 @@ def main(argv: list[str] | None = None) -> int:
                 examples.append((index, truth, res.sound_speed))
             if index == 0:
                 histories[name] = res.history
+            if name == "solver" and index < args.path:
+                for r in path_errors(acq, sur_fwd, sol_fwd, path_points(res, truth)):
+                    paths.append({"phantom": index} | r)
+                    print(f"phantom {index} path {r['point']}: surrogate rel_l2 {r['rel_l2']:.3f} "
+                          f"(scattered {r['scattered_rel_l2']:.3f}, water {r['water_rel_l2']:.3f})", flush=True)
         if index < args.calibration:
             if other is None:  # the scanner's own source: another waveform, amplitude and delay
                 t = extra["t"]
@@ -254,18 +370,24 @@ def main(argv: list[str] | None = None) -> int:
                 ours, theirs = time_to(res.history, final), time_to(jw.history, final)
                 speed.append({"phantom": index, "jwave_final_rel_error": final, "jwave_seconds": theirs,
                               "solver_seconds": ours, "speedup": None if ours is None else theirs / ours})
+        save()
 
-    rows = [row(k, v, args.target) for k, v in cases.items() if v]
-    result = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-              "command": "uv run python experiments/bench_inversion_usct.py " + " ".join(sys.argv[1:] if argv is None
-                                                                                         else argv),
-              "host": platform.node(), "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
-              "scale": scale, "nt": acq.nt, "dt": acq.dt, "snr_db": SNR_DB, "recipe": {k: v for k, v in recipe.items()
-                                                                                        if k != "progress"},
-              "target": args.target, "rows": rows, "cases": cases, "jwave_speed": speed,
-              "wall_seconds": time.perf_counter() - t_start}
-    RESULTS.mkdir(exist_ok=True)
-    write_text(RESULTS / f"inversion_usct{tag}.json", json.dumps(result, indent=2, default=float))
+    for kind, params in OOD.items() if args.ood else ():
+        config = dataclasses.replace(extra["config"], phantom=dataclasses.replace(extra["config"].phantom, **params))
+        bounds = (BOUNDS[0], SKULL_UPPER) if params["kind"] == "brain" else BOUNDS
+        for index in range(args.ood):
+            ph = phantoms.phantom(config, args.seed, index)
+            c_fine, rho_fine = ph.medium["sound_speed"], ph.medium["density"]
+            truth, lesions = c_fine[::2, ::2].astype(np.float32), ph.lesion_mask[::2, ::2]
+            observed = observe(acq_fine, acoustic.Medium(sound_speed=c_fine, density=rho_fine), rng, pml_fine)
+            for name, kw in ({"solver": forwards["solver"]} | hybrids).items():
+                res = usct.invert(acq, observed, truth=truth, bounds=bounds, **kw, **recipe)
+                ood_cases.setdefault(f"{kind}: {name}", []).append(
+                    measure(res, index, truth, lesions, region, args.target))
+                report(index, f"{kind} {name}", ood_cases[f"{kind}: {name}"][-1], t_start)
+                save()
+
+    result = save()
 
     fig, axes = subplots(2, max(len(examples), 1), figsize=(3.6 * max(len(examples), 1), 6.4), squeeze=False)
     for j, (index, truth, rec) in enumerate(examples):
@@ -274,50 +396,96 @@ def main(argv: list[str] | None = None) -> int:
         axes[0][j].set_title(f"phantom {index}: truth")
         axes[1][j].imshow(rec, origin="lower", vmin=lo, vmax=hi)
         axes[1][j].set_title(f"solver FWI, rel_error {cases['solver'][j]['rel_error']:.3f}")
-    save_figure(fig, RESULTS / f"inversion_usct{tag}_examples.png")
-    plot_curves(histories, RESULTS / f"inversion_usct{tag}_curves.png")
+    save_figure(fig, RESULTS / f"{name_}_examples.png")
+    plot_curves(histories, RESULTS / f"{name_}_curves.png")
 
-    write_markdown(result, tag)
+    write_markdown(result, name_)
     return 0
 
 
-def write_markdown(result: dict, tag: str) -> None:
-    """``inversion_usct{tag}.md`` from a result dict (as saved in the JSON)."""
+def write_markdown(result: dict, name: str) -> None:
+    """``<name>.md`` from a result dict (as saved in the JSON)."""
     def fmt(d: dict) -> str:
         return f"{d['median']:.3f} / {d['p95']:.3f} / {d['max']:.3f}"
 
     scale, recipe, target = result["scale"], result["recipe"], result["target"]
     f0 = scale["frequency"]
-    lines = [f"# USCT full-waveform inversion benchmark ({'CPU' if tag else 'GPU'} scale)", "",
+    header = ("| forward | n | rel_error median / p95 / max | SSIM median / p95 / max "
+              "| lesion contrast median / p95 / max "
+              f"| reached {target} | time to {target} (s, median) | seconds (median) | compile (s, first run) "
+              "| solver calls | surrogate calls |")
+
+    def table(rows: list[dict]) -> list[str]:
+        return [header, "|---|---|---|---|---|---|---|---|---|---|---|"] + [
+            f"| {r['forward']} | {r['n']} | {fmt(r['rel_error'])} | {fmt(r['ssim'])} "
+            f"| {fmt(r['lesion_contrast'])} "
+            f"| {r['reached_target']}/{r['n']} | {r['time_to_target_s']['median']:.1f} "
+            f"| {r['seconds']['median']:.1f} | {r['compile_seconds']['max']:.1f} "
+            f"| {r['solver_calls']['median']:.0f} | {r['surrogate_calls']['median']:.0f} |" for r in rows]
+
+    forwards = {r["forward"] for r in result["rows"]}
+    lines = [f"# USCT full-waveform inversion benchmark ({'CPU' if scale['n'] <= 64 else 'GPU'} scale)", "",
              f"`{result['command']}` ({result['date']}, {result['backend']}, {result['wall_seconds']:.0f} s wall).", "",
              f"Reconstruction grid {scale['n']}^2 at {scale['spacing'] * 1e3:g} mm, {scale['elements']} ring elements "
              f"(receivers), {scale['shots']} evenly spaced emitters, tone burst {f0 / 1e6:g} MHz, {result['nt']} "
              f"samples; data from `pstd` on the {2 * scale['n'] - 1}^2 grid, noise {result['snr_db']:g} dB below RMS; "
              f"bands {[round(b / f0, 3) for b in recipe['bands']]} x f0, L-BFGS iterations per band "
-             f"{list(recipe['iterations'])}; start: water.", "",
-             "| forward | n | rel_error median / p95 / max | SSIM median / p95 / max "
-             "| lesion contrast median / p95 / max "
-             f"| reached {target} | time to {target} (s, median) | seconds (median) | compile (s, first run) "
-             "| solver calls | surrogate calls |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in result["rows"]:
-        lines.append(f"| {r['forward']} | {r['n']} | {fmt(r['rel_error'])} | {fmt(r['ssim'])} "
-                     f"| {fmt(r['lesion_contrast'])} "
-                     f"| {r['reached_target']}/{r['n']} | {r['time_to_target_s']['median']:.1f} "
-                     f"| {r['seconds']['median']:.1f} | {r['compile_seconds']['max']:.1f} "
-                     f"| {r['solver_calls']['median']:.0f} | {r['surrogate_calls']['median']:.0f} |")
-    lines += ["", "Compilation is shared: a forward model's later inversions reuse the first one's programs.", "",
-              "`solver_calibrated`: data from another source waveform (4-cycle tone burst at 0.85 f0, 0.6x, "
-              "0.4 us late), source estimated from water shots of the same scanner.", "",
-              "`jwave_calibrated`: the same recipe and data as `solver_calibrated` with jwave's "
-              "`simulate_wave_propagation` (pstd) as forward model and its own water traces for the wavelet.", ""]
+             f"{list(recipe['iterations'])}; start: water.", ""]
+    hc = result.get("hybrid_corrected", {"refresh_every": 5, "trust_radius": 20.0})  # the defaults of earlier runs
+    if result.get("surrogate"):
+        lines += [f"Surrogate: the TraceOperator in `{result['surrogate']}`. `surrogate`: it replaces the solver; "
+                  "`hybrid_corrected`: it is corrected to first order by the solver at a centre refreshed at the start "
+                  f"of each band and every {hc['refresh_every']} iterations, within a trust region of initial radius "
+                  f"{hc['trust_radius']:g} m/s (reset at each band); `hybrid_surrogate_first`: surrogate through every "
+                  "band, then 5 solver iterations in the last band.", ""]
+    lines += table(result["rows"])
+    lines += ["", "Compilation is shared: a forward model's later inversions reuse the first one's programs.", ""]
+    if "solver_calibrated" in forwards:
+        lines += ["`solver_calibrated`: data from another source waveform (4-cycle tone burst at 0.85 f0, 0.6x, "
+                  "0.4 us late), source estimated from water shots of the same scanner.", ""]
+    if "jwave_calibrated" in forwards:
+        lines += ["`jwave_calibrated`: the same recipe and data as `solver_calibrated` with jwave's "
+                  "`simulate_wave_propagation` (pstd) as forward model and its own water traces for the wavelet.", ""]
     for sp in result["jwave_speed"]:
         lines.append(f"Phantom {sp['phantom']}: jwave FWI reaches rel_error {sp['jwave_final_rel_error']:.3f} in "
                      f"{sp['jwave_seconds']:.1f} s; our solver FWI reaches it in "
                      + ("(never)" if sp["solver_seconds"] is None else f"{sp['solver_seconds']:.1f} s: "
                         f"{sp['speedup']:.1f}x faster") + " (compilation excluded, same run).")
-    lines += ["", f"![examples](inversion_usct{tag}_examples.png)", "",
-              f"![curves](inversion_usct{tag}_curves.png)", ""]
-    write_text(RESULTS / f"inversion_usct{tag}.md", "\n".join(lines))
+    cost = result.get("surrogate_cost")
+    if cost:
+        lines += ["", f"**Break-even.** The surrogate cost {cost['data_seconds']:.0f} s of data generation and "
+                  f"{cost['train_seconds']:.0f} s of training on this CPU (separate runs, "
+                  "`experiments/configs/usct_64_small.toml`).", ""]
+        for k, b in result["break_even"].items():
+            n = "never" if b["reconstructions"] is None else \
+                f"after {math.ceil(b['reconstructions'])} reconstructions"
+            lines.append(f"- `{k}`: saves {b['saved_seconds_median']:.1f} s per reconstruction in reaching rel_error "
+                         f"{target} (median over the {b['phantoms']} phantoms both reach it on): break-even {n}.")
+    if result.get("path"):
+        points = list(dict.fromkeys(r["point"] for r in result["path"]))
+        n = len({r["phantom"] for r in result["path"]})
+        lines += ["", f"**The surrogate along real inversion paths** (the solver inversions of {n} phantoms): "
+                  "relative L2 of the surrogate's traces against the inversion's solver, all shots, the emitter's "
+                  "own trace left out; of the scattered part (minus the solver's water traces); and of the water "
+                  "traces as a prediction (the baseline). Median / max over the phantoms.", "",
+                  "| point | surrogate rel L2 | surrogate rel L2 of the scattered traces | water traces rel L2 |",
+                  "|---|---|---|---|"]
+        for pt in points:
+            rs = [r for r in result["path"] if r["point"] == pt]
+
+            def mm(key: str, rs: list[dict] = rs) -> str:
+                v = [r[key] for r in rs]
+                return f"{np.median(v):.3f} / {np.max(v):.3f}"
+
+            lines.append(f"| {pt} | {mm('rel_l2')} | {mm('scattered_rel_l2')} | {mm('water_rel_l2')} |")
+    if result.get("ood_rows"):
+        lo, hi = result["skull_bounds"]
+        lines += ["", "**Out of distribution** (the surrogate was trained on breasts only): `dense_breast` "
+                  "1.5x the breast contrast; `skull`: a head with skull (`brain` phantom, bone 2800-3000 m/s), "
+                  f"bounds ({lo:g}, {hi:g}) m/s.", ""] + table(result["ood_rows"])
+    lines += ["", f"Figures beside this file: `{name}_examples.png` (truths and solver reconstructions), "
+              f"`{name}_curves.png` (misfit and rel_error of phantom 0 per forward model).", ""]
+    write_text(RESULTS / f"{name}.md", "\n".join(lines))
     print("\n".join(lines))
 
 

@@ -439,6 +439,9 @@ class USCTResult:
         bands: the bands' upper frequencies in Hz.
         preconditioner_compile_seconds: compilation time of the illumination (not in the history's
             ``compile_seconds``, which covers the iterations).
+        stage_starts: stage name -> the sound speed ``grid.shape`` (m/s) the stage started from (the
+            previous band's final model), for the stages this call started (a resumed stage is not
+            in it): with the final ``sound_speed``, the inversion's path band by band.
     """
 
     sound_speed: np.ndarray
@@ -448,6 +451,7 @@ class USCTResult:
     signals: np.ndarray | None = None
     bands: tuple[float, ...] = ()
     preconditioner_compile_seconds: float = 0.0
+    stage_starts: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _check_traces(name: str, traces: Any, acq: Acquisition) -> np.ndarray:
@@ -617,15 +621,20 @@ def invert(acq: Acquisition, observed: np.ndarray, forward: str | ForwardModel =
                          lambda: illumination_program(acq, settings).lower(jnp.asarray(c0), jnp.asarray(rho)).compile())
         setup_compile = time.perf_counter() - t0
 
-    def hook(c: np.ndarray, _stage: Stage) -> tuple[np.ndarray, int]:
-        return np.asarray(diagonal(jnp.asarray(c), jnp.asarray(rho))), acq.n_shots
+    starts: dict[str, np.ndarray] = {}
+
+    def hook(c: np.ndarray, current: Stage) -> tuple[np.ndarray, int]:
+        starts[current.name] = np.array(c)
+        if precondition == "illumination":
+            return np.asarray(diagonal(jnp.asarray(c), jnp.asarray(rho))), acq.n_shots
+        return acq.region(2.0).astype(np.float32), 0
 
     res = run(stages, c0, n_items=acq.n_shots, bounds=box, regularizer=regularizer, scale=_positive("scale", scale),
-              precondition=hook if precondition == "illumination" else acq.region(2.0).astype(np.float32),
+              precondition=hook,
               error=None if truth is None else (lambda c: rel_error(acq, c, truth)), seed=seed,
               checkpoint_dir=checkpoint_dir, progress=progress, desc=f"usct {forward}")
     return USCTResult(res.params, res.history, res.initial_error, wavelet, effective_signals(acq, wavelet), bands,
-                      setup_compile)
+                      setup_compile, starts)
 
 
 # ----- outputs: figures, report, the CLI entry -------------------------------------------------------

@@ -91,6 +91,9 @@ class PhantomConfig:
     smoothing: tuple[float, float] | None = field(default=None, metadata=spec(
         min=0.0, max=32.0, unit="cells", doc="Gaussian smoothing (std range, drawn per sample) of every "
         "deviation from the background: inversion-iterate-like media (with contrast < 1: lower contrast too)"))
+    contrast_scale: tuple[float, float] | None = field(default=None, metadata=spec(
+        min=0.0, max=1.0, doc="range of a factor, drawn per sample, on every deviation from the background "
+        "(after smoothing): low-contrast media like the early iterates of an inversion from water"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,7 +177,7 @@ class DataConfig:
         if self.scenario in ("acoustic_stepper", "photoacoustic", "usct") and optical:
             raise ValueError(f"data.phantom.kind: the {self.scenario} scenario needs one of "
                              f"{list(ACOUSTIC_PHANTOMS)}, got {self.phantom.kind!r}")
-        for name in ("n_inclusions", "n_cells", "lesion_cells", "cell_diameter", "smoothing"):
+        for name in ("n_inclusions", "n_cells", "lesion_cells", "cell_diameter", "smoothing", "contrast_scale"):
             if getattr(self.phantom, name) is None:
                 continue
             lo, hi = getattr(self.phantom, name)

@@ -351,9 +351,12 @@ def phantom(config: DataConfig, seed: int, index: int) -> Phantom:
     rare = config.phantom.lesion_rate > 0 and has_rare_lesion(config.phantom.lesion_rate, seed, index)
     if rare:
         _add_rare_lesion(config, rng_for(config, seed, index, _STREAM_LESION), coords, medium, labels, tissue)
-    if config.phantom.smoothing is not None:
-        sigma = rng_for(config, seed, index, _STREAM_SMOOTHING).uniform(*config.phantom.smoothing)
-        medium = {k: BACKGROUND[k] + smooth(v - BACKGROUND[k], sigma) for k, v in medium.items()}
+    p = config.phantom
+    if p.smoothing is not None or p.contrast_scale is not None:  # one stream: smoothing drawn first, as before
+        draw = rng_for(config, seed, index, _STREAM_SMOOTHING)
+        sigma = 0.0 if p.smoothing is None else draw.uniform(*p.smoothing)
+        factor = 1.0 if p.contrast_scale is None else draw.uniform(*p.contrast_scale)
+        medium = {k: BACKGROUND[k] + factor * smooth(v - BACKGROUND[k], sigma) for k, v in medium.items()}
     medium = {k: v.astype(np.float32) for k, v in medium.items()}
     return Phantom(medium=medium, lesion_mask=labels, rare_lesion=bool(rare))
 

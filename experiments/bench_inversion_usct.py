@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jwave", type=int, default=1, help="calibration phantoms also inverted with jwave")
     p.add_argument("--target", type=float, default=0.4, help="rel_error for the time-to-target column")
     p.add_argument("--surrogate", default=None, help="TraceOperator run directory: add surrogate and hybrid rows")
-    p.add_argument("--refresh-every", type=int, default=5, help="hybrid_corrected: iterations between refreshes")
+    p.add_argument("--refresh-every", type=int, default=1, help="hybrid_corrected: iterations between refreshes")
     p.add_argument("--trust-radius", type=float, default=20.0, help="hybrid_corrected: initial trust radius (m/s)")
     p.add_argument("--surrogate-cost", type=float, nargs=2, default=None, metavar=("DATA_S", "TRAIN_S"),
                    help="the surrogate's data-generation and training seconds (break-even)")

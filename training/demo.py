@@ -54,7 +54,7 @@ def run_demo(out: Path, *, steps: int | None = None, simulate: bool = True, reco
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     if simulate:
-        print("[0/3] USCT shot with the reference solver")
+        print("[0/4] USCT shot with the reference solver")
         simulate_acoustic(DEMO_CONFIG, out / "simulation")
     print("[1/4] generating a small acoustic stepper dataset")
     generate(copy.deepcopy(DEMO_EXPERIMENT["data"]), out / "data", progress=progress)

@@ -32,13 +32,13 @@ from training.data.config import DataConfig, as_config
 from training.run import train_run
 
 DEMO_OPTICS = {
-    "data": {"scenario": "optics", "num_samples": 256, "seed": 0, "shape": [48, 48], "spacing": 2.5e-8,
+    "data": {"scenario": "optics", "num_samples": 192, "seed": 0, "shape": [48, 48], "spacing": 2.5e-8,
              "batch_size": 16,
              "phantom": {"kind": "cell", "n_cells": [1, 2], "n_inclusions": [1, 4], "texture": 0.003,
                          "smoothing": [0.0, 2.0]},
              "optics": {"wavelength": 5e-7, "n_angles": 8, "pml_size": 6}},
     "model": {"kind": "fno", "modes": [12, 12], "width": 24, "depth": 3},
-    "train": {"steps": 400, "batch_size": 8, "lr": 2e-3, "warmup_steps": 20, "validate_every": 100,
+    "train": {"steps": 300, "batch_size": 8, "lr": 2e-3, "warmup_steps": 20, "validate_every": 100,
               "checkpoint_every": 100},
 }
 INVERSION = {"iterations": 10, "tv": 3.0, "positive": True}  # shared by the FDTD and surrogate runs

@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the embedded end-to-end default (small, CPU-friendly)")
     p.add_argument("--out", default="demo_output", help="output directory (default: demo_output)")
     p.add_argument("--steps", type=int, default=None,
-                   help="override both trainings' steps (default 300 for the stepper, 400 for the field operator)")
+                   help="override both trainings' steps (default 300 for both)")
     p.add_argument("--skip-simulation", action="store_true", help="skip step 0 (the USCT shot)")
     p.add_argument("--skip-reconstruction", action="store_true",
                    help="skip step 4 (the optical reconstruction)")

@@ -21,7 +21,7 @@ reached it).
 
 With ``--surrogate RUN_DIR`` (a field operator trained on this geometry,
 ``experiments/configs/optics_64_small.toml``) four more rows: the surrogate alone, the hybrid
-``correct`` (the surrogate corrected by FDTD every ``REFRESH`` iterations) and ``switch``
+``correct`` (the surrogate corrected by FDTD every ``REFRESH`` iterations, in a trust region) and ``switch``
 (``SWITCH_SURROGATE`` surrogate iterations, then ``SWITCH_SOLVER`` FDTD ones); each set then gets the
 hybrids' speed-up over the FDTD inversion and, with ``--data-report`` (the JSON of
 ``pdesurrogate generate --json``), the break-even number of reconstructions: data and training
@@ -75,8 +75,10 @@ class Scale:
 
 SMALL = Scale(n=64, spacing=2.5e-8, n_angles=8, cells=16, rare_cells=3, strong_cells=3,
               bead_diameters=(2.5e-7, 4.5e-7), iterations=12)
-REFRESH = 4  # hybrid correct: FDTD refresh interval (iterations); it runs 3 * REFRESH iterations
-SWITCH_SURROGATE, SWITCH_SOLVER = 12, 3  # hybrid switch: surrogate iterations, then FDTD iterations
+# hybrid correct: FDTD refresh every REFRESH iterations, CORRECT_ITERATIONS in all, trust region of initial
+# half-width TRUST_RADIUS (index units; without one the corrected model's minimiser jumps to the bounds)
+REFRESH, CORRECT_ITERATIONS, TRUST_RADIUS = 4, 24, 0.01
+SWITCH_SURROGATE, SWITCH_SOLVER = 12, 6  # hybrid switch: surrogate iterations, then FDTD iterations
 TARGET_TOLERANCE = 0.05  # "reaching the FDTD inversion's error": within 5% of its median on the set
 LESION = {"lesion_rate": 1.0, "lesion_cells": (6, 10), "lesion_contrast": 0.08}  # on the 2x finer grid
 
@@ -158,8 +160,8 @@ def reconstruct(acq: optics.Acquisition, obs: np.ndarray, truth: np.ndarray, ite
             "solver from rytov_tv": {"forward": "solver", "iterations": iterations, "initial": tv.refractive_index}}
     if surrogate:
         runs |= {"surrogate": {"forward": "surrogate", "iterations": iterations},
-                 "hybrid correct": {"forward": "hybrid", "hybrid": "correct", "iterations": 3 * REFRESH,
-                                    "refresh_every": REFRESH},
+                 "hybrid correct": {"forward": "hybrid", "hybrid": "correct", "iterations": CORRECT_ITERATIONS,
+                                    "refresh_every": REFRESH, "trust_radius": TRUST_RADIUS},
                  "hybrid switch": {"forward": "hybrid", "hybrid": "switch", "iterations": SWITCH_SOLVER,
                                    "surrogate_iterations": SWITCH_SURROGATE}}
     for label, kw in runs.items():
@@ -263,8 +265,9 @@ def markdown(table: dict, compile_seconds: dict, scale: Scale, acq: optics.Acqui
              + ", ".join(f"{m} {v:.1f} s" for m, v in compile_seconds.items()) + ".", ""]
     if "surrogate" in next(iter(table.values())):
         lines += [f"Field operator rows (same TV, bounds and start as the FDTD inversion): surrogate, "
-                  f"{scale.iterations} L-BFGS iterations on the operator alone; hybrid correct, {3 * REFRESH} "
-                  f"iterations on the operator corrected by FDTD every {REFRESH}; hybrid switch, "
+                  f"{scale.iterations} L-BFGS iterations on the operator alone; hybrid correct, {CORRECT_ITERATIONS} "
+                  f"iterations on the operator corrected by FDTD every {REFRESH} (trust region {TRUST_RADIUS:g}); "
+                  "hybrid switch, "
                   f"{SWITCH_SURROGATE} operator iterations then {SWITCH_SOLVER} FDTD iterations."
                   + ("" if cost is None else f" The operator cost {cost['data_seconds']:.0f} s of data and "
                      f"{cost['train_seconds']:.0f} s of training on this host; break-even = that cost / (FDTD "

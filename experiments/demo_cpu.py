@@ -33,8 +33,8 @@ def page(work: Path, wall: float) -> str:
     return "\n".join([
         f"# pdesurrogate demo (CPU, 2 cores, {datetime.date.today().isoformat()})", "",
         f"Command: `uv run pdesurrogate demo --out {work.name}` ({wall:.0f} s wall in total on the shared 2-core "
-        "CPU host with other jobs running alongside, written by `experiments/demo_cpu.py`). Training uses samples 0-47, validation (checkpoint "
-        "selection) 48-55, and the test set below is samples 56-63.", "",
+        "CPU host with other jobs running alongside, written by `experiments/demo_cpu.py`). Training uses "
+        "samples 0-47, validation (checkpoint selection) 48-55, and the test set below is samples 56-63.", "",
         text["evaluation"], "", "#" + text["reconstruction"], ""])
 
 

@@ -1,11 +1,23 @@
-"""Shared test setup: CPU only, an x64 fixture and a recorded-figures fixture."""
+"""Shared test setup: CPU only, a compilation cache for the session, an x64 fixture, a
+recorded-figures fixture and one tiny trained USCT trace operator shared by every module."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Many tests build the same programs again (new closures over equal arrays, and the subprocesses of
+# the resume and command-line tests): a persistent cache for this session (inherited by the
+# subprocesses) compiles each once. It is removed at exit; a user's own cache directory is kept.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _CACHE = tempfile.mkdtemp(prefix="pdesurrogate-tests-jax-cache-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
+    atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -66,3 +78,26 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         detail = f" ({f['detail']})" if f["detail"] else ""
         terminalreporter.write_line(f"{f['check']}: {f['value']:.3g}{detail}  [tolerance {f['tolerance']}, "
                                     f"{f['dtype']}; {f['region']}]  {f['test']}")
+
+
+USCT_DATA = {"scenario": "usct", "num_samples": 16, "batch_size": 8, "shape": [32, 32], "spacing": 2e-4, "seed": 0,
+             "phantom": {"kind": "breast"},
+             "acoustic": {"pml_size": 6, "duration": 8e-6, "n_elements": 16, "n_shots": 4, "ring_margin": 1,
+                          "frequency": 5e5}}
+USCT_TOML = {"data": USCT_DATA, "model": {"kind": "fno", "modes": 8, "width": 16, "depth": 3},
+             "train": {"steps": 150, "batch_size": 4, "lr": 3e-3, "warmup_steps": 10, "validate_every": 50,
+                       "checkpoint_every": 50, "log_every": 10, "loss": {"data": 1.0, "reciprocity": 0.1}}}
+
+
+@pytest.fixture(scope="session")
+def usct_run(tmp_path_factory):
+    """``(root, TrainResult)``: a 16-sample 32^2 ``usct`` dataset (16 elements, 4 shots, 0.5 MHz) in
+    ``root / "data"`` and a 150-step trace operator trained on it in ``root / "run"``; trained once
+    per session (the trace-operator, USCT-inversion and trust tests share it)."""
+    from training.data import generate
+    from training.run import train_run
+
+    root = tmp_path_factory.mktemp("usct")
+    generate(USCT_DATA, root / "data", progress=False)
+    result = train_run(USCT_TOML, root / "data", root / "run", resume=False, progress=False)
+    return root, result

@@ -214,13 +214,11 @@ def test_cli_invert_writes_the_reconstruction_history_figures_and_report(case, t
     assert main(["invert", "usct", str(cfg), "--observed", str(obs), "--out", str(out)]) == 2  # unknown key
 
 
-# ----- the surrogate and the hybrids (the tiny trace operator of test_trace_operator) -------------------
-
-from test_trace_operator import usct_run  # noqa: E402,F401  (module-scoped fixture: one tiny trained operator)
+# ----- the surrogate and the hybrids (the session's tiny trace operator, conftest.usct_run) -------------
 
 
 @pytest.fixture(scope="module")
-def trained(usct_run):  # noqa: F811
+def trained(usct_run):
     from pdesurrogate import TraceOperator
     from training.data import open_dataset, scenarios
 

@@ -10,15 +10,6 @@ import scipy.fft
 
 from pdesurrogate.models import TraceNet, band_limit, build_model, dct_bandwidth_coefficients, distance_channels
 
-DATA = {"scenario": "usct", "num_samples": 16, "batch_size": 8, "shape": [32, 32], "spacing": 2e-4, "seed": 0,
-        "phantom": {"kind": "breast"},
-        "acoustic": {"pml_size": 6, "duration": 8e-6, "n_elements": 16, "n_shots": 4, "ring_margin": 1,
-                     "frequency": 5e5}}
-TOML = {"data": DATA, "model": {"kind": "fno", "modes": 8, "width": 16, "depth": 3},
-        "train": {"steps": 150, "batch_size": 4, "lr": 3e-3, "warmup_steps": 10, "validate_every": 50,
-                  "checkpoint_every": 50, "log_every": 10, "loss": {"data": 1.0, "reciprocity": 0.1}}}
-
-
 def test_dct_coefficients_cover_the_bandwidth():
     n, dt = 400, 1e-8
     k = dct_bandwidth_coefficients(n, dt, 1.5e6)  # coefficient k oscillates at k / (2 n dt)
@@ -88,17 +79,6 @@ def test_distance_channels():
     assert maps.shape == (2, 1, 8, 6)
     assert float(maps[0, 0, 2, 1]) == pytest.approx(0.0)
     assert float(maps[1, 0, 4, 3]) == pytest.approx(np.hypot(2.0, 1.5) / 2.0, rel=1e-6)
-
-
-@pytest.fixture(scope="module")
-def usct_run(tmp_path_factory):
-    from training.run import train_run
-    from training.data import generate
-
-    root = tmp_path_factory.mktemp("usct")
-    generate(DATA, root / "data", progress=False)
-    result = train_run(TOML, root / "data", root / "run", resume=False, progress=False)
-    return root, result
 
 
 def test_water_traces_match_an_independent_solver_call(usct_run):

@@ -8,6 +8,8 @@ The modality-independent machinery lives here once:
 - :mod:`~pdesurrogate.inversion.forward`: :class:`ForwardModel` (``predict(m, items) -> data``,
   tagged solver or surrogate) and :class:`Corrected`, the surrogate corrected to first order by the
   solver at a centre (hybrid data-domain correction);
+- :mod:`~pdesurrogate.inversion.guarded`: :class:`GuardedForward`, the surrogate or the solver per
+  iteration as a calibrated trust guard (:class:`pdesurrogate.trust.Guarded`) decides (guarded hybrid);
 - :mod:`~pdesurrogate.inversion.regularization`: :class:`Bounds` (box projection, positivity) and
   :class:`TotalVariation` (smoothed isotropic TV);
 - :mod:`~pdesurrogate.inversion.report`: ``history.csv`` and figures.
@@ -27,7 +29,8 @@ from typing import Any
 MODALITIES = {"usct": "pdesurrogate.inversion.usct:run_config", "optics": "pdesurrogate.inversion.optics:run_config"}
 
 _LAZY = {"Bounds": "regularization", "TotalVariation": "regularization", "Corrected": "forward",
-         "ForwardModel": "forward", "Centre": "loop", "InversionResult": "loop", "Stage": "loop", "run": "loop"}
+         "ForwardModel": "forward", "GuardedForward": "guarded", "guarded_forward": "guarded", "Centre": "loop",
+         "InversionResult": "loop", "Stage": "loop", "run": "loop"}
 
 __all__ = ["MODALITIES", *sorted(_LAZY)]
 

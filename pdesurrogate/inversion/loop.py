@@ -35,7 +35,13 @@ corrected surrogate the corrected misfit), ``objective`` (misfit + regulariser),
 runs; a gradient counts as one call), ``evaluations`` (objective evaluations this iteration),
 ``rel_error`` (after the step) when an ``error`` function is given, and on iterations that refreshed
 a :class:`Corrected` model ``centre_misfit`` (the solver's misfit, mean over all items, at the
-candidate centre), ``accepted`` and ``radius`` (the trust radius after the update).
+candidate centre), ``accepted`` and ``radius`` (the trust radius after the update); in a
+:class:`~pdesurrogate.inversion.guarded.GuardedForward` stage ``decision`` (the model the step used),
+``held`` (the guard accepted the surrogate but the stage's ``hold`` kept the solver), ``reason``,
+``bound`` (the guard's error bound at the iterate), ``check`` (whether the guard ran its solver check
+there), ``guard_error`` (the surrogate's error at a check, else NaN) and ``guard_seconds`` (this
+iteration's decision and check, in ``seconds``, with any compilation they trigger), and the calls of the
+guard's decisions and checks are counted too.
 
 **Checkpoint/resume.** With ``checkpoint_dir``, the whole state (current and stage-reference
 parameters, optimiser variables and state, preconditioner, iteration counters, history, RNG key,
@@ -61,6 +67,7 @@ import numpy as np
 import optax
 
 from pdesurrogate.inversion.forward import Corrected, ForwardModel
+from pdesurrogate.inversion.guarded import GuardedForward
 from pdesurrogate.inversion.regularization import Bounds, TotalVariation
 from pdesurrogate.io import atomic_path
 from pdesurrogate.progress import Progress
@@ -79,7 +86,8 @@ class Stage:
     Attributes:
         name: label in the history.
         iterations: number of iterations (>= 0).
-        forward: a :class:`ForwardModel` or a :class:`Corrected` surrogate.
+        forward: a :class:`ForwardModel`, a :class:`Corrected` surrogate or a
+            :class:`~pdesurrogate.inversion.guarded.GuardedForward` (the guard picks the model per iteration).
         misfit: ``phi(predicted, item, data) -> scalar``: one item's misfit from its predicted data
             (``predict(m, items)[j]``), its index (an int32 scalar) and the stage's ``data``. The
             stage minimises the mean over the iteration's items, so scale each item's term as it
@@ -95,7 +103,7 @@ class Stage:
 
     name: str
     iterations: int
-    forward: ForwardModel | Corrected
+    forward: ForwardModel | Corrected | GuardedForward
     misfit: Misfit
     data: Any = None
     optimizer: str = "lbfgs"
@@ -122,8 +130,8 @@ class Stage:
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
                 raise ValueError(f"stage {self.name!r}: {key} must be an integer >= {lo}, got {v!r}")
-        if not isinstance(self.forward, ForwardModel | Corrected):
-            raise ValueError(f"stage {self.name!r}: forward must be a ForwardModel or Corrected, "
+        if not isinstance(self.forward, ForwardModel | Corrected | GuardedForward):
+            raise ValueError(f"stage {self.name!r}: forward must be a ForwardModel, Corrected or GuardedForward, "
                              f"got {type(self.forward).__name__}")
 
     @property
@@ -184,9 +192,12 @@ class _StageProgram(NamedTuple):
     compiled: dict  # argument signature -> compiled step
 
 
-def _stage_program(stage: Stage, bounds: Bounds, regularizer: TotalVariation | None, scale: float) -> _StageProgram:
-    """The jitted step (and centre refresh) of a stage, shared by stages of one ``program_key``."""
-    return _program(stage.program_key, bounds, regularizer, scale)
+def _stage_program(stage: Stage, bounds: Bounds, regularizer: TotalVariation | None, scale: float,
+                   forward: ForwardModel | Corrected | None = None) -> _StageProgram:
+    """The jitted step (and centre refresh) of a stage, shared by stages of one ``program_key``;
+    ``forward`` replaces the stage's forward model (a guarded stage's surrogate or solver)."""
+    key = stage.program_key if forward is None else (forward, *stage.program_key[1:])
+    return _program(key, bounds, regularizer, scale)
 
 
 @functools.lru_cache(maxsize=16)
@@ -267,6 +278,31 @@ def _trust_update(old: Centre | None, candidate: Centre, radius: float | None) -
     return old._replace(radius=old.radius / 4), False
 
 
+def _guard_step(stage: Stage, m: jax.Array, meta: dict[str, Any], n_items: int, current: tuple[str | None, int],
+                program: _StageProgram, opt_state: Any, x: jax.Array, setting: tuple,
+                record: dict[str, Any]) -> tuple[tuple[str, int], _StageProgram, Any]:
+    """Ask a guarded stage's guard about ``m`` before an iteration. ``current`` is ``(model, dwell)``:
+    the model of the last iteration (``None`` at the stage's start) and its iterations since the last
+    switch. Counts the guard's calls in ``meta``, writes ``decision``, ``held``, ``reason``, ``bound``,
+    ``check``, ``guard_error`` and ``guard_seconds`` into ``record``, and returns ``((model, dwell),
+    program, opt_state)``: the program of the model this iteration uses, the optimiser restarted when
+    the model changed."""
+    guard = stage.forward.decide(m, meta["iteration"] + 1)
+    meta["surrogate_calls"] += n_items
+    meta["solver_calls"] += n_items if guard["check"] else 0
+    model, dwell = current
+    held = guard["decision"] == "surrogate" and model == "solver" and dwell < stage.forward.hold
+    decision = "solver" if held else guard["decision"]
+    if decision != model:
+        model, dwell = decision, 0
+        program = _stage_program(stage, *setting, stage.forward.model(decision))
+        opt_state = program.optimizer.init(x)  # the curvature pairs belong to the other model
+    record |= {"decision": decision, "held": held, "reason": guard["reason"], "bound": guard["bound"],
+               "check": guard["check"], "guard_error": guard["error"],
+               "guard_seconds": guard["surrogate_s"] + guard["solver_s"]}
+    return (model, dwell + 1), program, opt_state
+
+
 def _compiled(program: _StageProgram, name: str, args: tuple, meta: dict[str, Any]) -> Callable:
     """``program.<name>`` compiled for ``args``' shapes (cached), its compile time added to ``meta``."""
     signature = name + str(jax.tree.map(lambda a: (jnp.shape(a), jnp.result_type(a)), args))
@@ -299,7 +335,7 @@ def _load(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
 
 
 def _validate_run(stages: list[Stage], initial: np.ndarray, n_items: int, bounds: Bounds, scale: float,
-                  seed: int) -> None:
+                  seed: int, checkpoint_dir: str | Path | None) -> None:
     if isinstance(n_items, bool) or not isinstance(n_items, int) or n_items < 1:
         raise ValueError(f"n_items must be an integer >= 1, got {n_items!r}")
     if not stages:
@@ -314,6 +350,10 @@ def _validate_run(stages: list[Stage], initial: np.ndarray, n_items: int, bounds
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     bounds.check("initial", initial)
+    guarded = [s.name for s in stages if isinstance(s.forward, GuardedForward)]
+    if guarded and checkpoint_dir is not None:
+        raise ValueError(f"checkpoint_dir must be None with guarded stages {guarded}: the guard's state "
+                         "(multiplier, monitor window, log) is not part of the checkpoint")
 
 
 def _precondition(precondition: np.ndarray | Preconditioner | None, m: np.ndarray,
@@ -360,7 +400,7 @@ def run(stages: list[Stage], initial: np.ndarray, *, n_items: int, bounds: Bound
         initial = initial.astype(np.float32)
     bounds = bounds or Bounds()
     stages = list(stages)
-    _validate_run(stages, initial, n_items, bounds, scale, seed)
+    _validate_run(stages, initial, n_items, bounds, scale, seed, checkpoint_dir)
     fingerprint = _fingerprint(stages, initial, n_items, seed)
     path = None if checkpoint_dir is None else Path(checkpoint_dir) / CHECKPOINT_FILE
     initial_error = None if error is None else float(error(initial))
@@ -385,7 +425,9 @@ def run(stages: list[Stage], initial: np.ndarray, *, n_items: int, bounds: Bound
         resumed = index == meta["stage"] and meta["stage_iteration"] > 0
         if resumed and meta["stage_iteration"] >= stage.iterations:
             continue
-        program = _stage_program(stage, bounds, regularizer, scale)
+        guarded = isinstance(stage.forward, GuardedForward)
+        program = _stage_program(stage, bounds, regularizer, scale, stage.forward.surrogate if guarded else None)
+        current: tuple[str | None, int] = (None, 0)  # a guarded stage's model and its iterations since a switch
         if resumed:
             ref, s, x = (jnp.asarray(saved[k]) for k in ("ref", "s", "x"))
             template = program.optimizer.init(x)
@@ -421,6 +463,9 @@ def run(stages: list[Stage], initial: np.ndarray, *, n_items: int, bounds: Bound
                 opt_state = program.optimizer.init(x)  # a new centre or radius is a new subproblem
                 record |= {"centre_misfit": float(candidate.misfit), "accepted": accepted,
                            "radius": float(centre.radius)}
+            if guarded:
+                current, program, opt_state = _guard_step(stage, m, meta, n_items, current, program, opt_state, x,
+                                                          (bounds, regularizer, scale), record)
             key, sub = jax.random.split(key)
             items = all_items if batch >= n_items else \
                 jnp.sort(jax.random.choice(sub, n_items, (batch,), replace=False)).astype(jnp.int32)
@@ -431,7 +476,8 @@ def run(stages: list[Stage], initial: np.ndarray, *, n_items: int, bounds: Bound
             x, opt_state, m, obj, mis, n_ls = jax.block_until_ready(compiled(*args))
             meta["seconds"] += time.perf_counter() - t0
             evaluations = 1 + int(n_ls)
-            kind = "surrogate" if isinstance(stage.forward, Corrected) else stage.forward.kind
+            kind = current[0] if guarded else \
+                "surrogate" if isinstance(stage.forward, Corrected) else stage.forward.kind
             meta[f"{kind}_calls"] += evaluations * batch
             meta["iteration"] += 1
             meta["stage_iteration"] = k + 1

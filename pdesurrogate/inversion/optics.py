@@ -56,6 +56,7 @@ from scipy import special
 
 from pdesurrogate.inversion import read_observed_npz
 from pdesurrogate.inversion.forward import Corrected, ForwardModel
+from pdesurrogate.inversion.guarded import guarded_forward
 from pdesurrogate.inversion.loop import Stage, run
 from pdesurrogate.inversion.regularization import Bounds, TotalVariation
 from pdesurrogate.inversion.report import plot_curves, plot_images, write_history_csv
@@ -586,7 +587,7 @@ class OpticsResult:
 
 
 FORWARDS = ("solver", "surrogate", "hybrid")
-HYBRIDS = ("correct", "switch")
+HYBRIDS = ("correct", "switch", "guarded")
 
 
 def _bounds(acq: Acquisition, bounds, positive: bool) -> Bounds:
@@ -629,8 +630,8 @@ def invert(acq: Acquisition, observed, forward: str = "solver", surrogate: Any =
            optimizer: str = "lbfgs", learning_rate: float = 0.05, tv: float = 0.0, tv_epsilon: float = 1e-3,
            positive: bool = False, angles_per_iteration: int | None = None, hybrid: str = "correct",
            surrogate_iterations: int | None = None, refresh_every: int = 5, trust_radius: float | None = None,
-           scale: float = 0.01, seed: int = 0, checkpoint_dir: str | Path | None = None,
-           progress: bool = True) -> OpticsResult:
+           guard_tolerance: float | None = None, check_every: int = 10, guard_hold: int = 0, scale: float = 0.01,
+           seed: int = 0, checkpoint_dir: str | Path | None = None, progress: bool = True) -> OpticsResult:
     """Reconstruct the refractive index from ``observed`` ``u / u_inc`` ``(n_angles, n_det)``.
 
     Minimises the mean over illuminations of :func:`misfit` plus ``tv`` times the smoothed
@@ -652,10 +653,15 @@ def invert(acq: Acquisition, observed, forward: str = "solver", surrogate: Any =
         angles_per_iteration: random illumination subset per iteration (``None``: all).
         hybrid: ``"correct"`` (the surrogate corrected to first order by FDTD at a centre refreshed
             every ``refresh_every`` iterations) or ``"switch"`` (``surrogate_iterations`` surrogate
-            iterations, default ``iterations``, then ``iterations`` FDTD iterations).
+            iterations, default ``iterations``, then ``iterations`` FDTD iterations) or ``"guarded"``
+            (per iteration the surrogate where the trust guard of the calibrated run ``surrogate``
+            accepts the iterate, FDTD elsewhere; :class:`pdesurrogate.inversion.guarded.GuardedForward`).
         trust_radius: hybrid ``"correct"``: the initial trust-region half-width in index units
             per cell around each centre (:class:`~pdesurrogate.inversion.forward.Corrected`;
             ``None``: no trust region).
+        guard_tolerance, check_every, guard_hold: ``"guarded"``: the acceptable relative L2 of the
+            operator's fields (default the calibration's), the iterations between the guard's solver
+            checks and those a fallback keeps the solver (:class:`~pdesurrogate.inversion.GuardedForward`).
         scale: a typical index update (the optimiser's unit step).
         seed: seed of the angle subsets; checkpoint_dir: resumable state; progress: a bar on stderr.
 
@@ -683,6 +689,11 @@ def invert(acq: Acquisition, observed, forward: str = "solver", surrogate: Any =
         k = iterations if surrogate_iterations is None else surrogate_iterations
         stages = [Stage("surrogate", k, surrogate_forward(acq, operator), **common),
                   Stage("solver", iterations, solver_forward(acq, dtype), **common)]
+    elif hybrid == "guarded":
+        model = guarded_forward(surrogate_forward(acq, operator), solver_forward(acq, dtype), surrogate,
+                                lambda n: n[None], tolerance=guard_tolerance, check_every=check_every,
+                                hold=guard_hold)
+        stages = [Stage("guarded", iterations, model, **common)]
     else:
         model = Corrected(surrogate_forward(acq, operator), solver_forward(acq, dtype), refresh_every, trust_radius)
         stages = [Stage("corrected", iterations, model, **common)]
@@ -732,7 +743,7 @@ def rytov_tv(acq: Acquisition, observed, *, tv: float = 0.0, tv_epsilon: float =
 
 CONFIG_KEYS = ("forward", "surrogate", "bounds", "iterations", "optimizer", "learning_rate", "tv", "tv_epsilon",
                "positive", "angles_per_iteration", "hybrid", "surrogate_iterations", "refresh_every", "trust_radius",
-               "scale", "seed", "checkpoint", "progress")
+               "guard_tolerance", "check_every", "guard_hold", "scale", "seed", "checkpoint", "progress")
 OBSERVED_KEYS = ("observed", "shape", "spacing", "wavelength", "background_index", "angles", "detector_positions",
                  "detector_distance")
 ACQUISITION_OPTIONS = ("rotating", "pml_size", "tfsf_margin", "max_index", "settle_periods")

@@ -20,7 +20,9 @@ Public contract::
 - ``"hybrid"``: ``hybrid="corrected"`` (the surrogate corrected to first order by the solver at a
   centre refreshed every ``refresh_every`` iterations, :class:`pdesurrogate.inversion.Corrected`) or
   ``hybrid="surrogate_first"`` (surrogate through every band, then ``solver_iterations`` solver
-  iterations in the last band).
+  iterations in the last band) or ``hybrid="guarded"`` (per iteration the surrogate where the trust
+  guard of the calibrated run accepts the iterate, the solver elsewhere,
+  :class:`pdesurrogate.inversion.guarded.GuardedForward`).
 
 **Recipe.** Frequency continuation over low-pass bands (default ``(0.5, 0.75, 1, 1.5)`` times the
 signal's peak frequency), one :class:`~pdesurrogate.inversion.Stage` per band. Each shot's misfit is
@@ -51,13 +53,14 @@ import numpy as np
 
 from pdesurrogate.inversion import read_observed_npz
 from pdesurrogate.inversion.forward import Corrected, ForwardModel
+from pdesurrogate.inversion.guarded import guarded_forward
 from pdesurrogate.inversion.loop import Stage, run
 from pdesurrogate.inversion.regularization import Bounds, TotalVariation
 from solvers import Grid, acoustic
 
 WATER_SOUND_SPEED = 1500.0
 FORWARDS = ("solver", "surrogate", "hybrid")
-HYBRIDS = ("corrected", "surrogate_first")
+HYBRIDS = ("corrected", "surrogate_first", "guarded")
 PRECONDITIONERS = ("illumination", "none")
 DEFAULT_BANDS = (0.5, 0.75, 1.0, 1.5)  # times the signal's peak frequency
 
@@ -487,7 +490,8 @@ def invert(acq: Acquisition, observed: np.ndarray, forward: str | ForwardModel =
            shots_per_iteration: int | None = None, tv: float = 0.0, tv_epsilon: float = 1.0,
            precondition: str = "illumination", per_emitter_wavelet: bool = False, min_offset: float | None = None,
            hybrid: str = "corrected", refresh_every: int = 5, solver_iterations: int = 5,
-           trust_radius: float | None = 20.0, scale: float = 20.0,
+           trust_radius: float | None = 20.0, guard_tolerance: float | None = None, check_every: int = 10,
+           guard_hold: int = 0, scale: float = 20.0,
            scheme: str = "fd", fd_order: int = 4, pml_size: int | None = None, seed: int = 0,
            checkpoint_dir: str | Path | None = None, progress: bool = True) -> USCTResult:
     """Full-waveform inversion of sound speed (see the module docstring for the recipe).
@@ -516,6 +520,9 @@ def invert(acq: Acquisition, observed: np.ndarray, forward: str | ForwardModel =
             ``"surrogate_first"``), its refresh interval, and the solver iterations that finish
             ``"surrogate_first"``.
         trust_radius: initial trust radius (m/s per pixel) of ``"corrected"`` (``None``: none).
+        guard_tolerance, check_every, guard_hold: ``"guarded"``: the acceptable relative L2 of the
+            operator's traces (default the calibration's), the iterations between the guard's solver
+            checks and those a fallback keeps the solver (:class:`~pdesurrogate.inversion.GuardedForward`).
         scale: typical sound-speed update in m/s (the optimiser's unit step).
         scheme, fd_order, pml_size: the solver's discretisation (:class:`SolverSettings`).
         seed: seed of the shot subsets; checkpoint_dir: resumable state; progress: progress bar.
@@ -593,6 +600,10 @@ def invert(acq: Acquisition, observed: np.ndarray, forward: str | ForwardModel =
             stages = [stage(n, k, sur, b) for n, k, b in zip(names, iters, bands)]
         elif hybrid == "corrected":
             fwd = Corrected(sur, solver, refresh_every=refresh_every, radius=trust_radius)
+            stages = [stage(n, k, fwd, b) for n, k, b in zip(names, iters, bands)]
+        elif hybrid == "guarded":
+            fwd = guarded_forward(sur, solver, surrogate, lambda c: jnp.stack([c, jnp.asarray(rho, c.dtype)]),
+                                  tolerance=guard_tolerance, check_every=check_every, hold=guard_hold)
             stages = [stage(n, k, fwd, b) for n, k, b in zip(names, iters, bands)]
         else:
             stages = [stage(n, k, sur, b) for n, k, b in zip(names, iters, bands)] + \
@@ -681,7 +692,8 @@ def save_outputs(acq: Acquisition, result: USCTResult, observed: np.ndarray, out
 CONFIG_KEYS = ("forward", "surrogate", "initial", "density", "bounds", "bands", "iterations", "optimizer",
                "learning_rate", "shots_per_iteration", "tv", "tv_epsilon", "precondition",
                "per_emitter_wavelet", "min_offset", "hybrid", "refresh_every", "solver_iterations",
-               "trust_radius", "scale", "scheme", "fd_order", "pml_size", "seed", "checkpoint", "progress")
+               "trust_radius", "guard_tolerance", "check_every", "guard_hold", "scale", "scheme", "fd_order",
+               "pml_size", "seed", "checkpoint", "progress")
 OBSERVED_KEYS = ("traces", "shape", "spacing", "elements", "signal", "dt")
 
 

@@ -25,7 +25,7 @@ _EXPORTS = {
     "Calibration": "calibration", "TRUST_FILE": "calibration", "fit_calibration": "calibration",
     "Guarded": "guarded",
     "assess": "run", "assess_sets": "run", "bound_figure": "run", "calibrate": "run", "guard": "run",
-    "load_operator": "run", "markdown_table": "run", "measure_set": "run", "report": "run",
+    "load_operator": "run", "markdown_table": "run", "measure_set": "run", "reference_solver": "run", "report": "run",
     "signal_function": "run",
 }
 __all__ = sorted(_EXPORTS)

@@ -14,16 +14,17 @@ For each input, :class:`Guarded`:
    the error of the surrogate there updates ``q_t``, so the bound keeps its coverage along a
    drifting stream such as an inversion path (Gibbs & Candes 2021).
 
-Use from an inversion (forward models ``medium parameters, item indices -> predicted data``,
-tagged solver or surrogate)::
+Use (here forward models ``medium -> answer``)::
 
-    guarded = trust.guard(run_dir, solver=lambda m, item: solver_forward(m, item), tolerance=0.05)
-    data = guarded(m, item)                     # the answer (surrogate or solver), logged
-    fwd = guarded.select(m, item)               # or: the callable that answered (guarded.operator
-    value, grad = jax.value_and_grad(            #  or guarded.solver), to differentiate through it
-        lambda p: misfit(fwd(p, item)))(m)
+    guarded = trust.guard(run_dir, solver=solve, tolerance=0.05)
+    answer = guarded(medium)                    # the surrogate's or the solver's answer, logged
+    fwd = guarded.select(medium, check=True)    # or only the callable to use (guarded.operator or
+    value, grad = jax.value_and_grad(            # guarded.solver), to differentiate through it; the
+        lambda p: misfit(fwd(p)))(medium)        # due checks run the solver (check=True)
     guarded.log[-1]["decision"]                 # "surrogate" or "solver": the tag
     guarded.summary()                           # fallback share, checks, miss rate, seconds
+
+The inversions use it per iterate through :class:`pdesurrogate.inversion.guarded.GuardedForward`.
 
 Every callable takes the same inputs ``*inputs`` (e.g. ``(medium, item)``); the routing itself is
 host-side Python (not traced), so call :class:`Guarded` outside ``jit`` and differentiate through
@@ -81,7 +82,8 @@ class Guarded:
         log: one dict per input: ``id``, ``signals``, ``predicted_error``, ``bound``, ``quantile``,
             ``pvalue`` (the input's own), ``window_pvalue`` (NaN until a window is full),
             ``decision`` (``"surrogate"`` / ``"solver"``), ``reason``, ``error`` (NaN unless the
-            solver's answer was there), ``surrogate_s``, ``solver_s``, ``time`` (Unix seconds).
+            solver's answer was there), ``check`` (whether it updated ``q_t``), ``surrogate_s``,
+            ``solver_s``, ``time`` (Unix seconds).
     """
 
     def __init__(self, operator: Callable[..., Any], calibration: Calibration, tolerance: float | None = None, *,
@@ -120,32 +122,46 @@ class Guarded:
         record = {"id": len(self.log) if input_id is None else input_id, "signals": signals.tolist(),
                   "predicted_error": predicted, "bound": bound, "quantile": quantile, "pvalue": pvalue,
                   "window_pvalue": window_p, "decision": "solver" if reasons else "surrogate",
-                  "reason": "+".join(reasons) or "trusted", "error": float("nan"), "surrogate_s": surrogate_s,
+                  "reason": "+".join(reasons) or "trusted", "error": float("nan"), "check": False,
+                  "surrogate_s": surrogate_s,
                   "solver_s": 0.0, "time": time.time()}
         return record, prediction
+
+    def _check_due(self) -> bool:
+        """Whether the next input is an adaptive-conformal check (every ``check_every``-th, from the first)."""
+        return self.check_every > 0 and len(self.log) % self.check_every == 0
+
+    def _solve(self, record: dict[str, Any], prediction: Any, inputs: tuple, update: bool) -> Any:
+        """The solver's answer for ``inputs``; records its seconds and the surrogate's ``error`` in
+        ``record`` and, with ``update``, moves ``q_t`` by that check's score."""
+        t0 = time.perf_counter()
+        truth = jax.block_until_ready(self.solver(*inputs))
+        record["solver_s"] = time.perf_counter() - t0
+        record["error"] = self.error(prediction, truth)
+        record["check"] = update
+        if update:
+            self.adaptive = self.adaptive.update(record["error"] / max(record["predicted_error"], _TINY))
+        return truth
 
     def __call__(self, *inputs: Any, id: Any = None) -> Any:  # noqa: A002 (the log's field name)
         """The answer for ``inputs``: the surrogate's prediction or the solver's answer (see the class)."""
         record, prediction = self._decide(inputs, id)
-        check = self.check_every > 0 and len(self.log) % self.check_every == 0
+        check = self._check_due()
         answer = prediction
         if record["decision"] == "solver" or check:
-            t0 = time.perf_counter()
-            truth = jax.block_until_ready(self.solver(*inputs))
-            record["solver_s"] = time.perf_counter() - t0
-            record["error"] = self.error(prediction, truth)
+            truth = self._solve(record, prediction, inputs, check)
             if record["decision"] == "solver":
                 answer = truth
-            if check:
-                score = record["error"] / max(record["predicted_error"], _TINY)
-                self.adaptive = self.adaptive.update(score)
         self.log.append(record)
         return answer
 
-    def select(self, *inputs: Any, id: Any = None) -> Callable[..., Any]:  # noqa: A002
-        """Decide (and log, without running the solver) for ``inputs``; returns ``operator`` or
-        ``solver``, the callable to differentiate through."""
-        record, _ = self._decide(inputs, id)
+    def select(self, *inputs: Any, id: Any = None, check: bool = False) -> Callable[..., Any]:  # noqa: A002
+        """Decide (and log) for ``inputs``; returns ``operator`` or ``solver``, the callable to
+        differentiate through. The solver runs only with ``check`` on an input where a check is due
+        (every ``check_every``-th), to update ``q_t`` (the record's ``check`` is then true)."""
+        record, prediction = self._decide(inputs, id)
+        if check and self._check_due():
+            self._solve(record, prediction, inputs, True)
         self.log.append(record)
         return self.operator if record["decision"] == "surrogate" else self.solver
 

@@ -271,13 +271,36 @@ def markdown_table(reports: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def reference_solver(run_dir: str | Path) -> Callable[[jax.Array], jax.Array]:
+    """The solver that made a field or trace operator's training data, ``solver(medium) -> answer``
+    (jitted): the medium ``(M, *shape)`` in the run's ``medium_names`` order, the answer of the
+    prediction's shape (fields ``(F, *shape)``; all shots ``(S, nt, n_elements)``). It is the
+    simulation of the run's dataset (``surrogate.json``'s ``data_dir``; only its manifest is read), so its
+    answers are those the calibration's errors were measured against."""
+    from training.data import open_dataset, scenarios
+    from training.tasks import get_task
+
+    spec = run_spec(run_dir)
+    task = get_task(spec["task"])
+    if task.target not in ("field", "traces"):
+        raise ValueError(f"reference_solver covers field and trace operators; run {run_dir} is a {spec['task']!r} run")
+    if not Path(spec["data_dir"]).is_dir():
+        raise ValueError(f"run {run_dir} was trained on {spec['data_dir']}, which is gone; its config defines "
+                         "the solver")
+    simulate = scenarios.build(open_dataset(spec["data_dir"]).config).simulate
+    names = tuple(spec["medium_names"])
+    return jax.jit(lambda medium: simulate(dict(zip(names, medium)))[task.target])
+
+
 def guard(run_dir: str | Path, solver: Callable[..., Any], tolerance: float | None = None, *,
           checkpoint: str = "best", check_every: int = 10, gamma: float = 0.01) -> Guarded:
     """The guarded forward model of a calibrated run: ``guarded(medium)`` -> fields (field operators)
     or all shots (trace operators); ``guarded(state, medium)`` -> the next state (steppers).
 
     Its ``operator`` (what :meth:`Guarded.select` returns when the surrogate may answer) is the
-    prediction of :func:`signal_function`'s ``fn`` (an ensemble's mean), differentiable in its inputs.
+    prediction of :func:`signal_function`'s ``fn`` (an ensemble's mean), differentiable in its inputs;
+    its checks measure the error as the calibration did (the task's ``trust_error`` over the points of
+    :meth:`training.tasks.Task.trust_keep`: a trace operator leaves each emitter's own trace out).
 
     Args:
         run_dir: a run calibrated with :func:`calibrate`.
@@ -294,11 +317,18 @@ def guard(run_dir: str | Path, solver: Callable[..., Any], tolerance: float | No
         raise ValueError(f"the calibration's signals {list(cal.names)} differ from the run's {list(names)}; "
                          f"recalibrate")
 
+    task = _task_signals(operator, spec)[0]
+    keep = task.trust_keep(spec)
+
     def features(signals: np.ndarray, *inputs: Any) -> np.ndarray:  # the medium is the last input
         return monitor_features(signals[None], np.asarray(inputs[-1])[None])[0]
 
+    def error(prediction: Any, truth: Any) -> float:  # as calibrated: over the task's kept points
+        kept = [np.where(keep, np.asarray(a), 0)[None] for a in (prediction, truth)]
+        return float(task.trust_error(*kept)[0])
+
     return Guarded(lambda *inputs: fn(*inputs)[0], cal, tolerance, solver=solver, signals=jax.jit(fn),
-                   features=features, check_every=check_every, gamma=gamma)
+                   features=features, check_every=check_every, gamma=gamma, error=error)
 
 
 def report(run_dir: str | Path, data_dirs: Sequence[str | Path], out_dir: str | Path,

@@ -224,6 +224,12 @@ class Task(abc.ABC):
         """The samples a trust measurement of a run (``spec``: its ``surrogate.json``) runs on, from
         dataset samples ``idx`` of ``ds`` read ``batch`` at a time."""
 
+    def trust_keep(self, spec: dict[str, Any]) -> np.ndarray | float:
+        """:attr:`TrustSamples.keep` of one sample of the run ``spec``: 1 where a point counts in the
+        error, else 0, broadcastable to one prediction (``1.0``: every point)."""
+        del spec
+        return 1.0
+
     @abc.abstractmethod
     def trust_signals(self, spec: dict[str, Any], *, ensemble: bool) -> TrustSignals:
         """The label-free signals of a loaded surrogate of the run ``spec``.

@@ -143,11 +143,16 @@ class TraceTask(Task):
         """Inputs ``(medium (n, 2, *shape),)`` (sound speed m/s, density kg/m^3), truth all shots
         ``(n, S, nt, n_elements)`` (Pa) of the data's emitters; ``keep`` ``(S, 1, n_elements)`` leaves each
         emitter's own trace out (:func:`training.data.scenarios.receiver_mask`)."""
-        emitters = np.asarray(spec["info"]["emitters"])
+        keep = self.trust_keep(spec)
         for raw in batches(ds, idx, self.fields(ds.fields), batch):
             b = self.to_batch(raw)
-            keep = scenarios.receiver_mask(emitters, b["traces"].shape[-1])
-            yield TrustSamples((b["medium"],), b["traces"], b["medium"], keep[:, None, :])
+            yield TrustSamples((b["medium"],), b["traces"], b["medium"], keep)
+
+    def trust_keep(self, spec: dict[str, Any]) -> np.ndarray:
+        """``(S, 1, n_elements)``: each emitter's own trace left out
+        (:func:`training.data.scenarios.receiver_mask`)."""
+        info = spec["info"]
+        return scenarios.receiver_mask(np.asarray(info["emitters"]), len(info["elements_m"]))[:, None, :]
 
     def trust_signals(self, spec: dict[str, Any], *, ensemble: bool) -> TrustSignals:
         """``reciprocity``: ``sqrt`` of the reciprocity gap (:func:`training.losses.reciprocity_gap`) of

@@ -9,6 +9,9 @@
 3. Evaluate it against the solver on the held-out test samples (per-sample error distribution,
    rollout, persistence baseline, frequency bands, lesion regions, speed), print the table and
    write ``OUT/evaluation/evaluation.{json,md}`` and figures.
+4. Reconstruct a cell's refractive index by optical diffraction tomography with FDTD, with a field
+   operator trained on the spot, and with Rytov (:mod:`training.demo_optics`, into
+   ``OUT/reconstruction``), and print their errors against the truth and their times.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from training.data import generate
+from training.demo_optics import run_optics_demo, table
 from training.evaluation import evaluate_run, summary
 from training.run import train_run
 from training.simulation import simulate_acoustic
@@ -43,22 +47,33 @@ DEMO_EXPERIMENT = {
 }
 
 
-def run_demo(out: Path, *, steps: int | None = None, simulate: bool = True, progress: bool = True) -> dict[str, Any]:
-    """Run steps 0-3 into ``out``; returns the evaluation result dict."""
+def run_demo(out: Path, *, steps: int | None = None, simulate: bool = True, reconstruct: bool = True,
+             progress: bool = True) -> dict[str, Any]:
+    """Run steps 0-4 into ``out`` (``steps`` overrides both trainings' steps; ``simulate=False``
+    skips step 0, ``reconstruct=False`` step 4); returns the evaluation result dict."""
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     if simulate:
-        print("[0/3] USCT shot with the reference solver")
+        print("[0/4] USCT shot with the reference solver")
         simulate_acoustic(DEMO_CONFIG, out / "simulation")
-    print("[1/3] generating a small acoustic stepper dataset")
+    print("[1/4] generating a small acoustic stepper dataset")
     generate(copy.deepcopy(DEMO_EXPERIMENT["data"]), out / "data", progress=progress)
-    print("[2/3] training a small FNO stepper")
+    print("[2/4] training a small FNO stepper")
     result = train_run(copy.deepcopy(DEMO_EXPERIMENT), out / "data", out / "run", steps=steps, progress=progress)
     print(f"      {result.step} steps, best validation loss {result.best_val:.4g}")
-    print("[3/3] evaluating against the solver")
+    print("[3/4] evaluating against the solver")
     report = evaluate_run(out / "run", [out / "data"], out / "evaluation")
     print(summary(report))
-    print(f"done in {time.perf_counter() - t0:.0f} s: {out}/evaluation/evaluation.md, rollout.png, "
-          f"worst_sample.png, error_histogram.png; {out}/run/loss_curve.png, sample.png")
+    written = (f"{out}/evaluation/evaluation.md, rollout.png, worst_sample.png, error_histogram.png; "
+               f"{out}/run/loss_curve.png, sample.png")
+    if reconstruct:
+        print("[4/4] optical diffraction tomography of a cell: FDTD, a field operator trained now, Rytov")
+        optical = run_optics_demo(out / "reconstruction", steps=steps, progress=progress)
+        cost = optical["cost"]
+        print(f"      field operator: {cost['data_seconds']:.0f} s of data, {cost['train_seconds']:.0f} s of "
+              "training; rel_error against the truth, seconds without compilation:")
+        print(table(optical["rows"]))
+        written += f"; {out}/reconstruction/reconstruction.md, reconstruction.png"
+    print(f"done in {time.perf_counter() - t0:.0f} s: {written}")
     return report
 

@@ -355,6 +355,26 @@ def simulate(acq: Acquisition, refractive_index) -> jax.Array:
     return jnp.stack([measure(acq, n, i) for i in range(acq.n_angles)])
 
 
+def refined(acq: Acquisition, factor: int = 2) -> Acquisition:
+    """The same acquisition (box, angles, detector) on a grid ``factor`` times finer that shares
+    ``acq.grid``'s nodes: ``factor * (n - 1) + 1`` cells per axis, absorbing layer and TF-SF margin
+    ``factor`` times as many cells. Observed data from it avoid the inverse crime of simulating on
+    the reconstruction grid; an index ``x`` on ``acq.grid`` maps to it with
+    ``training.refinement.resample(x, 2, factor)`` and back with ``x_fine[::factor, ::factor]``."""
+    f = check_int_range("factor", factor, 1)
+    grid = Grid(tuple(f * (n - 1) + 1 for n in acq.grid.shape), acq.grid.spacing / f)
+    return dataclasses.replace(acq, grid=grid, pml_size=f * acq.pml_size, tfsf_margin=f * acq.tfsf_margin)
+
+
+def add_noise(observed, snr_db: float, rng: np.random.Generator) -> np.ndarray:
+    """``observed`` ``u / u_inc`` plus complex white noise ``snr_db`` dB below the mean power of the
+    scattered ratio ``observed - 1`` (same shape, complex128)."""
+    clean = np.asarray(observed, np.complex128)
+    snr = check_positive_finite_scalar("snr_db", snr_db)
+    sigma = np.sqrt(np.mean(np.abs(clean - 1) ** 2) / 10 ** (snr / 10) / 2)
+    return clean + sigma * (rng.normal(size=clean.shape) + 1j * rng.normal(size=clean.shape))
+
+
 # ----- classical baselines -----------------------------------------------------------------------
 
 
@@ -609,9 +629,9 @@ def invert(acq: Acquisition, observed, forward: str = "solver", surrogate: Any =
            bounds: tuple[float | None, float | None] | None = None, truth=None, *, iterations: int = 20,
            optimizer: str = "lbfgs", learning_rate: float = 0.05, tv: float = 0.0, tv_epsilon: float = 1e-3,
            positive: bool = False, angles_per_iteration: int | None = None, hybrid: str = "correct",
-           surrogate_iterations: int | None = None, refresh_every: int = 5, guard_tolerance: float | None = None,
-           check_every: int = 10, guard_hold: int = 0, scale: float = 0.01, seed: int = 0,
-           checkpoint_dir: str | Path | None = None, progress: bool = True) -> OpticsResult:
+           surrogate_iterations: int | None = None, refresh_every: int = 5, trust_radius: float | None = None,
+           guard_tolerance: float | None = None, check_every: int = 10, guard_hold: int = 0, scale: float = 0.01,
+           seed: int = 0, checkpoint_dir: str | Path | None = None, progress: bool = True) -> OpticsResult:
     """Reconstruct the refractive index from ``observed`` ``u / u_inc`` ``(n_angles, n_det)``.
 
     Minimises the mean over illuminations of :func:`misfit` plus ``tv`` times the smoothed
@@ -636,6 +656,9 @@ def invert(acq: Acquisition, observed, forward: str = "solver", surrogate: Any =
             iterations, default ``iterations``, then ``iterations`` FDTD iterations) or ``"guarded"``
             (per iteration the surrogate where the trust guard of the calibrated run ``surrogate``
             accepts the iterate, FDTD elsewhere; :class:`pdesurrogate.inversion.guarded.GuardedForward`).
+        trust_radius: hybrid ``"correct"``: the initial trust-region half-width in index units
+            per cell around each centre (:class:`~pdesurrogate.inversion.forward.Corrected`;
+            ``None``: no trust region).
         guard_tolerance, check_every, guard_hold: ``"guarded"``: the acceptable relative L2 of the
             operator's fields (default the calibration's), the iterations between the guard's solver
             checks and those a fallback keeps the solver (:class:`~pdesurrogate.inversion.GuardedForward`).
@@ -672,7 +695,7 @@ def invert(acq: Acquisition, observed, forward: str = "solver", surrogate: Any =
                                 hold=guard_hold)
         stages = [Stage("guarded", iterations, model, **common)]
     else:
-        model = Corrected(surrogate_forward(acq, operator), solver_forward(acq, dtype), refresh_every)
+        model = Corrected(surrogate_forward(acq, operator), solver_forward(acq, dtype), refresh_every, trust_radius)
         stages = [Stage("corrected", iterations, model, **common)]
     res = run(stages, n0, n_items=acq.n_angles, bounds=box,
               regularizer=TotalVariation(tv, tv_epsilon) if tv > 0 else None, scale=scale,
@@ -719,9 +742,8 @@ def rytov_tv(acq: Acquisition, observed, *, tv: float = 0.0, tv_epsilon: float =
 # ----- command line ------------------------------------------------------------------------------
 
 CONFIG_KEYS = ("forward", "surrogate", "bounds", "iterations", "optimizer", "learning_rate", "tv", "tv_epsilon",
-               "positive", "angles_per_iteration", "hybrid", "surrogate_iterations", "refresh_every", "guard_tolerance",
-               "check_every", "guard_hold", "scale",
-               "seed", "checkpoint", "progress")
+               "positive", "angles_per_iteration", "hybrid", "surrogate_iterations", "refresh_every", "trust_radius",
+               "guard_tolerance", "check_every", "guard_hold", "scale", "seed", "checkpoint", "progress")
 OBSERVED_KEYS = ("observed", "shape", "spacing", "wavelength", "background_index", "angles", "detector_positions",
                  "detector_distance")
 ACQUISITION_OPTIONS = ("rotating", "pml_size", "tfsf_margin", "max_index", "settle_periods")

@@ -33,6 +33,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import jax
 
@@ -83,3 +85,25 @@ class Corrected:
             raise ValueError(f"refresh_every must be an integer >= 1 (iterations), got {self.refresh_every!r}")
         if self.radius is not None and not (isinstance(self.radius, int | float) and 0 < self.radius < float("inf")):
             raise ValueError(f"radius must be None or a finite number > 0 (parameter units), got {self.radius!r}")
+
+
+_MEMO: dict[tuple, Any] = {}
+
+
+def memo(key: tuple, build: Callable[[], Any]) -> Any:
+    """``build()`` cached under ``key`` (the 16 latest), so equal inputs give the same forward model
+    and repeated inversions reuse the loop's compiled programs (keyed by the model object)."""
+    if key not in _MEMO:
+        if len(_MEMO) >= 16:
+            _MEMO.pop(next(iter(_MEMO)))
+        _MEMO[key] = build()
+    return _MEMO[key]
+
+
+def load_once(run_dir: str | Path, load: Callable[[Path], Any]) -> Any:
+    """``load(run_dir)`` once per run directory and state of its files (the newest modification
+    time), through :func:`memo`: a surrogate named by its directory keeps its identity across
+    inversions, so their programs compile once."""
+    path = Path(run_dir).resolve()
+    stamp = max((f.stat().st_mtime_ns for f in path.rglob("*") if f.is_file()), default=0)
+    return memo(("load", str(path), stamp), lambda: load(path))

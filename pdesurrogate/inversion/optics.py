@@ -55,7 +55,7 @@ import numpy as np
 from scipy import special
 
 from pdesurrogate.inversion import read_observed_npz
-from pdesurrogate.inversion.forward import Corrected, ForwardModel
+from pdesurrogate.inversion.forward import Corrected, ForwardModel, load_once, memo
 from pdesurrogate.inversion.guarded import guarded_forward
 from pdesurrogate.inversion.loop import Stage, run
 from pdesurrogate.inversion.regularization import Bounds, TotalVariation
@@ -527,8 +527,14 @@ def _operator_angles(acq: Acquisition, operator: FieldOperator) -> np.ndarray:
 def surrogate_forward(acq: Acquisition, operator: FieldOperator) -> ForwardModel:
     """The field-operator forward model: one pass gives every trained illumination's field; each
     is read on the recording line (linear interpolation), divided by the operator's own field of the
-    empty background and carried to the detector like the solver's (:func:`detector_map`)."""
+    empty background and carried to the detector like the solver's (:func:`detector_map`). The same
+    acquisition and operator object give the same model (memoised; the memo holds the operator, so
+    its ``id`` stays its own), so repeated inversions reuse compiled programs."""
     idx = _operator_angles(acq, operator)
+    return memo(("optics surrogate", acq, id(operator)), lambda: _surrogate_forward(acq, operator, idx))
+
+
+def _surrogate_forward(acq: Acquisition, operator: FieldOperator, idx: np.ndarray) -> ForwardModel:
     points = recording_points(acq)
     samplers = [PointSampler(acq.grid, points[a], kernel="linear") for a in range(acq.n_angles)]
     dmap = detector_map(acq)
@@ -622,7 +628,7 @@ def _operator(surrogate: Any) -> FieldOperator:
     if surrogate is None:
         raise ValueError("surrogate must be a FieldOperator or a training run directory for forward='surrogate' "
                          "or 'hybrid', got None")
-    return FieldOperator.load(surrogate)
+    return load_once(surrogate, FieldOperator.load)
 
 
 def invert(acq: Acquisition, observed, forward: str = "solver", surrogate: Any = None, initial=None,

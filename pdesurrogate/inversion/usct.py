@@ -52,7 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pdesurrogate.inversion import read_observed_npz
-from pdesurrogate.inversion.forward import Corrected, ForwardModel
+from pdesurrogate.inversion.forward import Corrected, ForwardModel, load_once, memo
 from pdesurrogate.inversion.guarded import guarded_forward
 from pdesurrogate.inversion.loop import Stage, run
 from pdesurrogate.inversion.regularization import Bounds, TotalVariation
@@ -386,9 +386,7 @@ def _load_operator(surrogate: Any) -> Any:
     from pdesurrogate.surrogate import TraceOperator
 
     if isinstance(surrogate, str | Path):
-        path = Path(surrogate).resolve()
-        stamp = max((f.stat().st_mtime_ns for f in path.rglob("*") if f.is_file()), default=0)
-        return _memo(("operator", str(path), stamp), lambda: TraceOperator.load(path))
+        return load_once(surrogate, TraceOperator.load)
     if not isinstance(surrogate, TraceOperator):
         raise ValueError(f"surrogate must be a TraceOperator or its training run directory, got "
                          f"{type(surrogate).__name__}")
@@ -408,7 +406,7 @@ def surrogate_forward(acq: Acquisition, operator: Any, rho: np.ndarray) -> Forwa
 
     key = ("surrogate", id(operator), acq.grid.shape, acq.grid.spacing, acq.elements.tobytes(), acq.emitters,
            rho.shape, rho.tobytes())
-    return _memo(key, lambda: ForwardModel(predict, "surrogate"))
+    return memo(key, lambda: ForwardModel(predict, "surrogate"))
 
 
 def solver_forward(acq: Acquisition, settings: SolverSettings, rho: np.ndarray) -> ForwardModel:
@@ -417,20 +415,8 @@ def solver_forward(acq: Acquisition, settings: SolverSettings, rho: np.ndarray) 
     rho = np.asarray(rho, np.float32)
     key = (acq.grid.shape, acq.grid.spacing, acq.elements.tobytes(), acq.signals.tobytes(), acq.dt, acq.nt,
            acq.emitters, settings, rho.shape, rho.tobytes())
-    return _memo(("solver", *key), lambda: ForwardModel(
+    return memo(("solver", *key), lambda: ForwardModel(
         lambda c, shots: _shots(acq, settings, c, jnp.asarray(rho, c.dtype), shots), "solver"))
-
-
-_MEMO: dict[tuple, Any] = {}
-
-
-def _memo(key: tuple, build: Any) -> Any:
-    """``build()`` cached under ``key`` (the 16 latest), so equal inputs reuse compiled programs."""
-    if key not in _MEMO:
-        if len(_MEMO) >= 16:
-            _MEMO.pop(next(iter(_MEMO)))
-        _MEMO[key] = build()
-    return _MEMO[key]
 
 
 # ----- inversion ------------------------------------------------------------------------------------
@@ -627,7 +613,7 @@ def invert(acq: Acquisition, observed: np.ndarray, forward: str | ForwardModel =
     setup_compile = 0.0
     if precondition == "illumination":
         t0 = time.perf_counter()
-        diagonal = _memo(("illumination", acq.grid.shape, acq.grid.spacing, acq.elements.tobytes(),
+        diagonal = memo(("illumination", acq.grid.shape, acq.grid.spacing, acq.elements.tobytes(),
                           acq.signals.tobytes(), acq.dt, acq.nt, acq.emitters, settings, c0.dtype.str),
                          lambda: illumination_program(acq, settings).lower(jnp.asarray(c0), jnp.asarray(rho)).compile())
         setup_compile = time.perf_counter() - t0

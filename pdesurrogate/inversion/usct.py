@@ -13,7 +13,8 @@ Public contract::
 
 - ``"solver"``: :func:`solvers.acoustic.simulate` (``fd``, order 4, by default), one point source per
   shot driving the ring with a one-hot weighting of the signal (positions fixed, so shots ``vmap``),
-  sinc sensors at every element, ``checkpoint="segmented"`` gradients.
+  sinc sensors at every element, ``checkpoint="segmented"`` gradients; with several local devices
+  the shots are sharded over them (:func:`shot_sharding`).
 - ``"surrogate"``: a trained :class:`pdesurrogate.surrogate.TraceOperator`; it holds only for the
   acquisition it was trained on, so :func:`check_surrogate` compares grid, elements, emitters, time
   axis and signal (through its water traces) and names what differs.
@@ -50,6 +51,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from pdesurrogate.inversion import read_observed_npz
 from pdesurrogate.inversion.forward import Corrected, ForwardModel, load_once, memo
@@ -183,13 +185,27 @@ def _check_stable(acq: Acquisition, settings: SolverSettings, max_speed: float) 
         raise ValueError(f"dt={acq.dt:.4g} s is unstable for sound speeds up to {max_speed:g} m/s: {err}") from None
 
 
+def shot_sharding(n: int) -> NamedSharding | None:
+    """How ``n`` shots spread over the local devices: a 1-D ``("shots",)`` mesh of the largest
+    number of devices that divides ``n`` (``None`` when that is one device)."""
+    d = math.gcd(int(n), jax.local_device_count())
+    if d <= 1:
+        return None
+    return NamedSharding(Mesh(np.array(jax.local_devices()[:d]), ("shots",)), PartitionSpec("shots"))
+
+
 def _shots(acq: Acquisition, settings: SolverSettings, c: jax.Array, rho: jax.Array, shots: jax.Array,
            sensors: np.ndarray | None = None) -> jax.Array:
     """Traces ``(n, nt, n_el)`` of ``shots`` (indices into ``acq.emitters``) at the elements, or
-    ``(n, nt, n_points)`` at grid points ``sensors`` (m, read exactly with the linear kernel)."""
+    ``(n, nt, n_points)`` at grid points ``sensors`` (m, read exactly with the linear kernel).
+    The shots are ``vmap``-ped and, with several local devices, sharded over them
+    (:func:`shot_sharding`): each device runs its share of the shots, the medium is replicated."""
     medium = acoustic.Medium(sound_speed=c, density=rho)
     onehot = jnp.asarray(np.eye(acq.n_elements, dtype=np.float32)[list(acq.emitters)], c.dtype)[shots]
     signals = jnp.asarray(acq.signals, c.dtype)[shots]
+    sharding = shot_sharding(onehot.shape[0])
+    if sharding is not None:
+        onehot, signals = (jax.lax.with_sharding_constraint(a, sharding) for a in (onehot, signals))
     pts = acq.elements
 
     def shot(w, sig):

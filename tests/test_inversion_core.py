@@ -88,6 +88,23 @@ def test_tv_value_and_positivity():
     np.testing.assert_array_equal(Bounds(lower=0.0).project(jnp.asarray([-1.0, 2.0])), [0.0, 2.0])
 
 
+def test_per_channel_bounds_clip_each_channel():
+    box = Bounds((1400.0, 900.0), (1700.0, 1100.0))  # e.g. sound speed (m/s) and density (kg/m^3) stacked
+    m = jnp.asarray([[1300.0, 1800.0, 1500.0], [800.0, 1200.0, 1000.0]])
+    np.testing.assert_array_equal(box.project(m), [[1400.0, 1700.0, 1500.0], [900.0, 1100.0, 1000.0]])
+    box.check("initial", np.asarray([[1500.0], [1000.0]]))
+    with pytest.raises(ValueError, match=r"bounds \[900, 1100\] \(channel 1\)"):
+        box.check("initial", np.asarray([[1500.0], [1500.0]]))
+    with pytest.raises(ValueError, match="shape \\(2, ...\\)"):
+        box.project(jnp.zeros((3, 4)))
+    with pytest.raises(ValueError, match="one value per channel"):
+        Bounds((0.0, 1.0), (1.0,))
+    with pytest.raises(ValueError, match="lower <= upper"):
+        Bounds((0.0, 2.0), (1.0, 1.0))
+    half = Bounds((0.0, 1.0), None)  # lower bounds only
+    np.testing.assert_array_equal(half.project(jnp.asarray([[-1.0, 5.0], [0.0, 5.0]])), [[0.0, 5.0], [1.0, 5.0]])
+
+
 def test_preconditioner_freezes_masked_pixels():
     diag = np.ones(SHAPE, np.float32)
     diag[0] = 0.0

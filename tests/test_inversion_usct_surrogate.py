@@ -88,7 +88,7 @@ def test_stage_starts_are_the_path_band_by_band():
     assert not np.array_equal(one.sound_speed, two.sound_speed)
 
 
-def test_path_errors_and_break_even():
+def test_path_errors_break_even_and_equal_quality():
     bench = _bench()
     acq, truth = _case()
     rho = np.full(acq.grid.shape, 1000.0, np.float32)
@@ -109,3 +109,13 @@ def test_path_errors_and_break_even():
     assert bench.break_even(solver_runs, [{"time_to_target": t} for t in (120.0, 90.0, 5.0)], 1.0)[
         "reconstructions"] is None
     assert bench.break_even(solver_runs, [{"time_to_target": None}] * 3, 1.0)["reconstructions"] is None
+
+    # the same image, how much faster: first time within 1.1x the solver's final rel_error, each
+    solver_runs = [{"phantom": 0, "rel_error": 0.3, "trajectory": [[10.0, 0.5], [20.0, 0.32], [30.0, 0.3]]},
+                   {"phantom": 1, "rel_error": 0.4, "trajectory": [[10.0, 0.4]]}]
+    other = [{"phantom": 0, "rel_error": 0.33, "trajectory": [[2.0, 0.4], [5.0, 0.33]]},
+             {"phantom": 1, "rel_error": 0.5, "trajectory": [[1.0, 0.5]]}]
+    same = bench.equal_quality(solver_runs, other, 1.1)
+    assert same["phantoms"] == 2 and same["reached"] == 1
+    assert same["per_phantom"][0]["solver_seconds"] == 20.0 and same["per_phantom"][0]["speedup"] == 4.0
+    assert same["per_phantom"][1]["seconds"] is None and same["per_phantom"][1]["speedup"] is None

@@ -1,7 +1,8 @@
 """Constraints and regularisers shared by every inversion: box bounds and smoothed total variation.
 
 - :class:`Bounds`: a box ``lower <= m <= upper`` applied by projection (``None``: unbounded on that
-  side). ``Bounds(lower=0.0)`` keeps a contrast non-negative (positivity).
+  side), one pair for all parameters or one per channel of a leading channel axis (e.g. sound speed
+  and density). ``Bounds(lower=0.0)`` keeps a contrast non-negative (positivity).
 - :class:`TotalVariation`: smoothed isotropic TV, ``weight * mean_x sqrt(|D m(x)|^2 + eps^2)``,
   with forward differences ``D`` (replicated boundary) over the chosen axes.
 
@@ -12,6 +13,7 @@ variables, so a weight means the same thing whatever preconditioner or step size
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -30,37 +32,91 @@ def _optional_finite(name: str, value: float | None) -> float | None:
     return v
 
 
+Limit = float | tuple[float, ...] | None
+
+
+def _limit(name: str, value: Any) -> Limit:
+    """A bound: ``None``, a finite number, or a tuple of finite numbers (one per channel)."""
+    if isinstance(value, tuple | list | np.ndarray):
+        if len(value) == 0:
+            raise ValueError(f"{name} must be a number, None or a non-empty tuple (one per channel), got {value!r}")
+        return tuple(_finite(name, v) for v in value)
+    return _optional_finite(name, value)
+
+
+def _finite(name: str, value: Any) -> float:
+    v = _optional_finite(name, value)
+    if v is None:
+        raise ValueError(f"{name} must hold finite numbers, got None")
+    return v
+
+
+def _broadcast(limit: Limit, ndim: int, fill: float) -> np.ndarray | float:
+    """``limit`` shaped to broadcast against parameters of ``ndim`` dims (channels on axis 0)."""
+    if limit is None:
+        return fill
+    if isinstance(limit, tuple):
+        return np.asarray(limit).reshape((-1,) + (1,) * (ndim - 1))
+    return limit
+
+
 class Bounds(eqx.Module):
     """Box constraints ``lower <= m <= upper`` (same units as the parameters; ``None``: no bound).
 
-    Raises ``ValueError`` when ``lower > upper``.
+    ``lower`` and ``upper`` are numbers, or tuples of one number per channel of the parameters'
+    leading axis (``m`` of shape ``(n_channels, ...)``), e.g. ``Bounds((1400, 900), (1700, 1100))``
+    for stacked sound speed (m/s) and density (kg/m^3).
+
+    Raises ``ValueError`` when ``lower > upper`` or the tuples' lengths differ.
     """
 
-    lower: float | None = eqx.field(static=True, default=None)
-    upper: float | None = eqx.field(static=True, default=None)
+    lower: Limit = eqx.field(static=True, default=None)
+    upper: Limit = eqx.field(static=True, default=None)
 
-    def __init__(self, lower: float | None = None, upper: float | None = None):
-        self.lower = _optional_finite("bounds lower", lower)
-        self.upper = _optional_finite("bounds upper", upper)
-        if self.lower is not None and self.upper is not None and self.lower > self.upper:
+    def __init__(self, lower: Limit = None, upper: Limit = None):
+        self.lower = _limit("bounds lower", lower)
+        self.upper = _limit("bounds upper", upper)
+        lengths = {len(v) for v in (self.lower, self.upper) if isinstance(v, tuple)}
+        if len(lengths) > 1:
+            raise ValueError(f"bounds lower and upper must have one value per channel each, got {lower!r}, {upper!r}")
+        if self.lower is not None and self.upper is not None and \
+                np.any(np.asarray(self.lower) > np.asarray(self.upper)):
             raise ValueError(f"bounds must satisfy lower <= upper, got ({lower}, {upper})")
+
+    @property
+    def channels(self) -> int | None:
+        """The number of channels of per-channel bounds, ``None`` for one pair for all parameters."""
+        return next((len(v) for v in (self.lower, self.upper) if isinstance(v, tuple)), None)
+
+    def _shaped(self, m: Any) -> tuple[Any, Any]:
+        n = self.channels
+        if n is not None and (np.ndim(m) < 1 or np.shape(m)[0] != n):
+            raise ValueError(f"per-channel bounds for {n} channels need parameters of shape ({n}, ...), "
+                             f"got {np.shape(m)}")
+        return _broadcast(self.lower, np.ndim(m), -np.inf), _broadcast(self.upper, np.ndim(m), np.inf)
 
     def project(self, m: jnp.ndarray) -> jnp.ndarray:
         """``m`` clipped into the box (differentiable: zero gradient where a bound is active)."""
         if self.lower is None and self.upper is None:
             return m
-        return jnp.clip(m, self.lower, self.upper)
+        lo, hi = self._shaped(m)
+        return jnp.clip(m, jnp.asarray(lo, m.dtype), jnp.asarray(hi, m.dtype))
 
     def check(self, name: str, m: np.ndarray) -> None:
         """Raise ``ValueError`` naming ``name`` when any value of ``m`` lies outside the box."""
         a = np.asarray(m)
-        lo = -np.inf if self.lower is None else self.lower
-        hi = np.inf if self.upper is None else self.upper
         if not np.all(np.isfinite(a)):
             raise ValueError(f"{name} must be finite everywhere")
-        if np.any(a < lo) or np.any(a > hi):
-            raise ValueError(f"{name} must lie within the bounds [{lo:g}, {hi:g}], got values in "
-                             f"[{a.min():g}, {a.max():g}]")
+        lo, hi = self._shaped(a)
+        outside = (a < lo) | (a > hi)
+        if not np.any(outside):
+            return
+        n = self.channels
+        k = 0 if n is None else int(np.argmax(outside.reshape(n, -1).any(axis=1)))
+        lo_k, hi_k = (float(np.broadcast_to(np.ravel(x), (n or 1,))[k]) for x in (lo, hi))
+        part, where = (a, "") if n is None else (a[k], f" (channel {k})")
+        raise ValueError(f"{name} must lie within the bounds [{lo_k:g}, {hi_k:g}]{where}, got values in "
+                         f"[{part.min():g}, {part.max():g}]")
 
 
 class TotalVariation(eqx.Module):

@@ -36,6 +36,11 @@ trusted). Box bounds, smoothed TV of weight ``tv``, illumination preconditioning
 wavefield energy at the stage's starting model, zero outside the ring), random shot subsets, L-BFGS
 or Adam: all from :mod:`pdesurrogate.inversion.loop`.
 
+**Density.** With ``invert_density=True`` density is inverted with the sound speed (parameters
+stacked ``(2, *grid.shape)``, per-channel bounds, joint TV): tissue density varies as much as sound
+speed, and with density held fixed its reflections are fitted as sound speed (the CPU benchmark's
+``solver_density_known`` row measures the difference).
+
 ``rel_error = ||c - c_true|| / ||c_true - 1500||`` over the region inside the ring (:func:`rel_error`).
 """
 
@@ -59,6 +64,8 @@ from pdesurrogate.inversion.guarded import guarded_forward
 from pdesurrogate.inversion.loop import Stage, run
 from pdesurrogate.inversion.regularization import Bounds, TotalVariation
 from solvers import Grid, acoustic
+from solvers.scan import CHECKPOINTING
+from solvers.validate import check_choice
 
 WATER_SOUND_SPEED = 1500.0
 FORWARDS = ("solver", "surrogate", "hybrid")
@@ -154,12 +161,15 @@ class SolverSettings:
     the thickest absorbing layer (<= 20 cells) that leaves a cell between it and every element.
     ``c_ref`` (m/s) fixes the reference speed of the absorbing layer (and of ``pstd``'s k-space
     correction); ``None`` takes the medium's maximum, which is not differentiable where it is attained,
-    so inversions fix it (at the upper bound)."""
+    so inversions fix it (at the upper bound). ``checkpoint``: the gradient checkpointing of the time
+    loop (``"segmented"``: memory ~ sqrt(nt) states, one forward recomputed; ``"none"``: every step
+    stored, no recomputation, for problems whose wavefields fit in memory; see :mod:`solvers.scan`)."""
 
     scheme: str = "fd"
     fd_order: int = 4
     pml_size: int | None = None
     c_ref: float | None = None
+    checkpoint: str = "segmented"
 
     def resolve(self, acq: Acquisition) -> SolverSettings:
         """Settings with the absorbing layer fixed; ``ValueError`` when it cannot fit."""
@@ -170,7 +180,7 @@ class SolverSettings:
         if isinstance(pml, bool) or not isinstance(pml, int) or not 0 <= pml <= max(room, 0):
             raise ValueError(f"pml_size must be an integer in [0, {max(room, 0)}] (the elements lie "
                              f"{edge:.1f} cells from the grid edge), got {pml!r}")
-        return SolverSettings(self.scheme, self.fd_order, pml, self.c_ref)
+        return SolverSettings(self.scheme, self.fd_order, pml, self.c_ref, self.checkpoint)
 
 
 def _duration(acq: Acquisition) -> float:
@@ -213,7 +223,7 @@ def _shots(acq: Acquisition, settings: SolverSettings, c: jax.Array, rho: jax.Ar
         res = acoustic.simulate(acq.grid, medium, duration=_duration(acq), sources=source,
                                 sensors=pts if sensors is None else sensors, scheme=settings.scheme,
                                 fd_order=settings.fd_order, pml_size=settings.pml_size, dt=acq.dt,
-                                checkpoint="segmented", sensor_kernel="sinc" if sensors is None else "linear",
+                                checkpoint=settings.checkpoint, sensor_kernel="sinc" if sensors is None else "linear",
                                 c_ref=settings.c_ref)
         return res.traces
 
@@ -409,30 +419,39 @@ def _load_operator(surrogate: Any) -> Any:
     return surrogate
 
 
-def surrogate_forward(acq: Acquisition, operator: Any, rho: np.ndarray) -> ForwardModel:
-    """The operator as a :class:`ForwardModel` (shot indices -> ``(n, nt, n_el)`` traces). The same
-    operator object, acquisition and density give the same model (the memo holds the operator, so
-    its ``id`` stays its own), so repeated inversions reuse the loop's compiled programs."""
+def _medium_of(rho: np.ndarray | None) -> tuple[Any, tuple]:
+    """``(m -> (c, rho), memo key part)``: with a density ``rho`` (``grid.shape``, kg/m^3) the parameters
+    are the sound speed ``grid.shape``; with ``None`` they are sound speed and density stacked ``(2, *grid.shape)``."""
+    if rho is None:
+        return (lambda m: (m[0], m[1])), ("joint",)
     rho = np.asarray(rho, np.float32)
+    return (lambda c: (c, jnp.asarray(rho, c.dtype))), (rho.shape, rho.tobytes())
+
+
+def surrogate_forward(acq: Acquisition, operator: Any, rho: np.ndarray | None) -> ForwardModel:
+    """The operator as a :class:`ForwardModel` (shot indices -> ``(n, nt, n_el)`` traces) of the sound
+    speed at density ``rho``, or of sound speed and density stacked (``rho=None``). The same operator
+    object, acquisition and density give the same model (the memo holds the operator, so its ``id``
+    stays its own), so repeated inversions reuse the loop's compiled programs."""
+    medium_of, key = _medium_of(rho)
     emitters = jnp.asarray(acq.emitters, jnp.int32)
 
-    def predict(c: jax.Array, shots: jax.Array) -> jax.Array:
-        medium = jnp.stack([c, jnp.asarray(rho, c.dtype)])
-        return jax.vmap(lambda e: operator(medium, e))(emitters[shots]).astype(c.dtype)
+    def predict(m: jax.Array, shots: jax.Array) -> jax.Array:
+        medium = jnp.stack(medium_of(m))
+        return jax.vmap(lambda e: operator(medium, e))(emitters[shots]).astype(m.dtype)
 
-    key = ("surrogate", id(operator), acq.grid.shape, acq.grid.spacing, acq.elements.tobytes(), acq.emitters,
-           rho.shape, rho.tobytes())
-    return memo(key, lambda: ForwardModel(predict, "surrogate"))
+    return memo(("surrogate", id(operator), acq.grid.shape, acq.grid.spacing, acq.elements.tobytes(), acq.emitters,
+                 *key), lambda: ForwardModel(predict, "surrogate"))
 
 
-def solver_forward(acq: Acquisition, settings: SolverSettings, rho: np.ndarray) -> ForwardModel:
-    """The reference solver as a :class:`ForwardModel`. Equal acquisitions, settings and densities
-    give the same object, so repeated inversions reuse the loop's compiled programs."""
-    rho = np.asarray(rho, np.float32)
-    key = (acq.grid.shape, acq.grid.spacing, acq.elements.tobytes(), acq.signals.tobytes(), acq.dt, acq.nt,
-           acq.emitters, settings, rho.shape, rho.tobytes())
-    return memo(("solver", *key), lambda: ForwardModel(
-        lambda c, shots: _shots(acq, settings, c, jnp.asarray(rho, c.dtype), shots), "solver"))
+def solver_forward(acq: Acquisition, settings: SolverSettings, rho: np.ndarray | None) -> ForwardModel:
+    """The reference solver as a :class:`ForwardModel` of the sound speed at density ``rho``, or of sound
+    speed and density stacked (``rho=None``). Equal acquisitions, settings and densities give the same
+    object, so repeated inversions reuse the loop's compiled programs."""
+    medium_of, key = _medium_of(rho)
+    return memo(("solver", acq.grid.shape, acq.grid.spacing, acq.elements.tobytes(), acq.signals.tobytes(), acq.dt,
+                 acq.nt, acq.emitters, settings, *key),
+                lambda: ForwardModel(lambda m, shots: _shots(acq, settings, *medium_of(m), shots), "solver"))
 
 
 # ----- inversion ------------------------------------------------------------------------------------
@@ -443,6 +462,7 @@ class USCTResult:
 
     Attributes:
         sound_speed: ``grid.shape`` in m/s.
+        density: ``grid.shape`` in kg/m^3 when it was inverted (``invert_density``), else ``None``.
         history: one dict per iteration (:mod:`pdesurrogate.inversion.loop`).
         initial_error: ``rel_error`` of the starting model (``None`` without ``truth``).
         wavelet: ``(n_shots, nf)`` source filter applied to the predictions (ones without ``water``).
@@ -450,9 +470,10 @@ class USCTResult:
         bands: the bands' upper frequencies in Hz.
         preconditioner_compile_seconds: compilation time of the illumination (not in the history's
             ``compile_seconds``, which covers the iterations).
-        stage_starts: stage name -> the sound speed ``grid.shape`` (m/s) the stage started from (the
-            previous band's final model), for the stages this call started (a resumed stage is not
-            in it): with the final ``sound_speed``, the inversion's path band by band.
+        stage_starts: stage name -> the parameters the stage started from (the previous band's final
+            model: the sound speed ``grid.shape`` in m/s, or sound speed and density stacked
+            ``(2, *grid.shape)`` with ``invert_density``), for the stages this call started (a resumed
+            stage is not in it): with the final model, the inversion's path band by band.
     """
 
     sound_speed: np.ndarray
@@ -463,6 +484,7 @@ class USCTResult:
     bands: tuple[float, ...] = ()
     preconditioner_compile_seconds: float = 0.0
     stage_starts: dict[str, np.ndarray] = field(default_factory=dict)
+    density: np.ndarray | None = None
 
 
 def _check_traces(name: str, traces: Any, acq: Acquisition) -> np.ndarray:
@@ -500,15 +522,17 @@ def _positive(name: str, value: Any) -> float:
 def invert(acq: Acquisition, observed: np.ndarray, forward: str | ForwardModel = "solver", surrogate: Any = None,
            water: np.ndarray | None = None, initial: float | np.ndarray = 1500.0,
            density: float | np.ndarray = 1000.0, bounds: tuple[float, float] = (1400.0, 1700.0),
-           truth: np.ndarray | None = None, *, bands: tuple[float, ...] | None = None,
+           truth: np.ndarray | None = None, *, invert_density: bool = False,
+           density_bounds: tuple[float, float] = (900.0, 1100.0), bands: tuple[float, ...] | None = None,
            iterations: int | tuple[int, ...] = 10, optimizer: str = "lbfgs", learning_rate: float = 0.05,
            shots_per_iteration: int | None = None, tv: float = 0.0, tv_epsilon: float = 1.0,
            precondition: str = "illumination", per_emitter_wavelet: bool = False, min_offset: float | None = None,
            hybrid: str = "corrected", refresh_every: int = 1, solver_iterations: int = 5,
            trust_radius: float | None = 20.0, guard_tolerance: float | None = None, check_every: int = 10,
            guard_hold: int = 0, scale: float = 20.0,
-           scheme: str = "fd", fd_order: int = 4, pml_size: int | None = None, seed: int = 0,
-           checkpoint_dir: str | Path | None = None, progress: bool = True) -> USCTResult:
+           scheme: str = "fd", fd_order: int = 4, pml_size: int | None = None,
+           gradient_checkpoint: str = "segmented", seed: int = 0, checkpoint_dir: str | Path | None = None,
+           progress: bool = True) -> USCTResult:
     """Full-waveform inversion of sound speed (see the module docstring for the recipe).
 
     Args:
@@ -519,9 +543,15 @@ def invert(acq: Acquisition, observed: np.ndarray, forward: str | ForwardModel =
         surrogate: a :class:`~pdesurrogate.surrogate.TraceOperator` or its run directory (surrogate, hybrid).
         water: ``(n_shots, nt, n_el)`` traces recorded in water only (wavelet estimation), or ``None``.
         initial: starting sound speed (m/s), scalar or ``grid.shape``, inside ``bounds``.
-        density: kg/m^3, scalar or ``grid.shape`` (known, not inverted).
+        density: kg/m^3, scalar or ``grid.shape``: known, or the starting density with ``invert_density``.
         bounds: ``(lower, upper)`` sound speed in m/s.
         truth: true sound speed ``grid.shape`` for ``rel_error`` in the history.
+        invert_density, density_bounds: invert density (kg/m^3, within ``density_bounds``) together with
+            the sound speed. The parameters are then both stacked ``(2, *grid.shape)``, sharing the
+            preconditioner, the step unit ``scale`` (1 kg/m^3 counted like 1 m/s) and a joint TV (one
+            isotropic gradient magnitude of both maps); an external ``forward`` then receives the stack.
+            Tissue density varies as much as sound speed (breast fat ~930, gland ~1030 kg/m^3): with
+            density held at 1000 kg/m^3 its reflections are fitted as sound speed.
         bands: upper frequencies (Hz) of the low-pass bands, increasing (default: ``DEFAULT_BANDS``
             times the signal's peak frequency).
         iterations: per band (an int for all, or one per band).
@@ -542,8 +572,12 @@ def invert(acq: Acquisition, observed: np.ndarray, forward: str | ForwardModel =
             checks and those a fallback keeps the solver (:class:`~pdesurrogate.inversion.GuardedForward`).
         scale: typical sound-speed update in m/s (the optimiser's unit step).
         scheme, fd_order, pml_size: the solver's discretisation (:class:`SolverSettings`).
+        gradient_checkpoint: the solver's time-loop checkpointing (:class:`SolverSettings`
+            ``checkpoint``: ``"segmented"``, ``"recursive"`` or ``"none"``).
         seed: seed of the shot subsets; checkpoint_dir: resumable state; progress: progress bar.
     """
+    if not isinstance(invert_density, bool):
+        raise ValueError(f"invert_density must be True or False, got {invert_density!r}")
     external = forward if isinstance(forward, ForwardModel) else None
     if external is not None:
         if external.kind != "solver":
@@ -566,6 +600,14 @@ def invert(acq: Acquisition, observed: np.ndarray, forward: str | ForwardModel =
     c0 = _field("initial", initial, shape)
     box.check("initial", c0)
     rho = _field("density", density, shape)
+    if invert_density:
+        pair = tuple(density_bounds) if isinstance(density_bounds, tuple | list) else ()
+        if len(pair) != 2 or not all(isinstance(v, int | float) and math.isfinite(v) for v in pair) or \
+                not 0 < pair[0] <= pair[1]:
+            raise ValueError(f"density_bounds must be (lower, upper) densities with 0 < lower <= upper (kg/m^3), "
+                             f"got {density_bounds!r}")
+        dbox = Bounds(*pair)
+        dbox.check("density", rho)
     truth = None if truth is None else _field("truth", truth, shape)
     f_peak = acq.peak_frequency()
     bands = tuple(b * f_peak for b in DEFAULT_BANDS) if bands is None else tuple(bands)
@@ -579,11 +621,18 @@ def invert(acq: Acquisition, observed: np.ndarray, forward: str | ForwardModel =
     if not mask.any(axis=1).all():
         raise ValueError(f"min_offset={min_offset:g} m leaves a shot without receivers; it must be below "
                          f"{np.linalg.norm(acq.elements - acq.centre, axis=1).max() * 2:g} m")
-    settings = SolverSettings(scheme, fd_order, pml_size, box.upper).resolve(acq)
+    check_choice("gradient_checkpoint", gradient_checkpoint, CHECKPOINTING)
+    settings = SolverSettings(scheme, fd_order, pml_size, box.upper, gradient_checkpoint).resolve(acq)
     _check_stable(acq, settings, box.upper)
-    regularizer = TotalVariation(tv, _positive("tv_epsilon", tv_epsilon)) if tv else None
+    joint = None if invert_density else rho  # the fixed density, or None: density is a parameter
+    m0, params_box = c0, box
+    if invert_density:
+        m0 = np.stack([c0, rho])
+        params_box = Bounds((box.lower, dbox.lower), (box.upper, dbox.upper))
+    regularizer = TotalVariation(tv, _positive("tv_epsilon", tv_epsilon),
+                                 axes=(1, 2) if invert_density else None) if tv else None
 
-    solver = external or solver_forward(acq, settings, rho)
+    solver = external or solver_forward(acq, settings, joint)
     operator = None
     if forward != "solver":
         operator = _load_operator(surrogate)
@@ -597,8 +646,9 @@ def invert(acq: Acquisition, observed: np.ndarray, forward: str | ForwardModel =
     wavelet = np.ones((acq.n_shots, nf), np.complex128)
     if water is not None:
         if forward == "surrogate" or external is not None:  # the forward model's own water response
-            own = external or surrogate_forward(acq, operator, rho)
-            modelled_water = np.asarray(jax.jit(own.predict)(jnp.asarray(water_c), jnp.arange(acq.n_shots)))
+            own = external or surrogate_forward(acq, operator, joint)
+            water_m = np.stack([water_c, rho]) if invert_density else water_c
+            modelled_water = np.asarray(jax.jit(own.predict)(jnp.asarray(water_m), jnp.arange(acq.n_shots)))
         elif modelled_water is None:
             modelled_water = simulate(acq, acoustic.Medium(sound_speed=WATER_SOUND_SPEED, density=rho),
                                       scheme=scheme, fd_order=fd_order, pml_size=settings.pml_size)
@@ -612,14 +662,14 @@ def invert(acq: Acquisition, observed: np.ndarray, forward: str | ForwardModel =
     if forward == "solver":
         stages = [stage(n, k, solver, b) for n, k, b in zip(names, iters, bands)]
     else:
-        sur = surrogate_forward(acq, operator, rho)
+        sur = surrogate_forward(acq, operator, joint)
         if forward == "surrogate":
             stages = [stage(n, k, sur, b) for n, k, b in zip(names, iters, bands)]
         elif hybrid == "corrected":
             fwd = Corrected(sur, solver, refresh_every=refresh_every, radius=trust_radius)
             stages = [stage(n, k, fwd, b) for n, k, b in zip(names, iters, bands)]
         elif hybrid == "guarded":
-            fwd = guarded_forward(sur, solver, surrogate, lambda c: jnp.stack([c, jnp.asarray(rho, c.dtype)]),
+            fwd = guarded_forward(sur, solver, surrogate, lambda m: jnp.stack(_medium_of(joint)[0](m)),
                                   tolerance=guard_tolerance, check_every=check_every, hold=guard_hold)
             stages = [stage(n, k, fwd, b) for n, k, b in zip(names, iters, bands)]
         else:
@@ -636,18 +686,24 @@ def invert(acq: Acquisition, observed: np.ndarray, forward: str | ForwardModel =
 
     starts: dict[str, np.ndarray] = {}
 
-    def hook(c: np.ndarray, current: Stage) -> tuple[np.ndarray, int]:
-        starts[current.name] = np.array(c)
-        if precondition == "illumination":
-            return np.asarray(diagonal(jnp.asarray(c), jnp.asarray(rho))), acq.n_shots
-        return acq.region(2.0).astype(np.float32), 0
+    def speed(m: np.ndarray) -> np.ndarray:
+        return m[0] if invert_density else m
 
-    res = run(stages, c0, n_items=acq.n_shots, bounds=box, regularizer=regularizer, scale=_positive("scale", scale),
-              precondition=hook,
-              error=None if truth is None else (lambda c: rel_error(acq, c, truth)), seed=seed,
+    def hook(m: np.ndarray, current: Stage) -> tuple[np.ndarray, int]:
+        starts[current.name] = np.array(m)
+        if precondition == "illumination":
+            medium = (m[0], m[1]) if invert_density else (m, rho)
+            diag, calls = np.asarray(diagonal(*(jnp.asarray(a) for a in medium))), acq.n_shots
+        else:
+            diag, calls = acq.region(2.0).astype(np.float32), 0
+        return np.broadcast_to(diag, np.shape(m)).copy(), calls
+
+    res = run(stages, m0, n_items=acq.n_shots, bounds=params_box, regularizer=regularizer,
+              scale=_positive("scale", scale), precondition=hook,
+              error=None if truth is None else (lambda m: rel_error(acq, speed(m), truth)), seed=seed,
               checkpoint_dir=checkpoint_dir, progress=progress, desc=f"usct {forward}")
-    return USCTResult(res.params, res.history, res.initial_error, wavelet, effective_signals(acq, wavelet), bands,
-                      setup_compile, starts)
+    return USCTResult(speed(res.params), res.history, res.initial_error, wavelet, effective_signals(acq, wavelet),
+                      bands, setup_compile, starts, res.params[1] if invert_density else None)
 
 
 # ----- outputs: figures, report, the CLI entry -------------------------------------------------------
@@ -672,9 +728,11 @@ def plot_traces(acq: Acquisition, observed: np.ndarray, modelled: np.ndarray, pa
 def save_outputs(acq: Acquisition, result: USCTResult, observed: np.ndarray, out_dir: str | Path, *,
                  truth: np.ndarray | None = None, density: float | np.ndarray = 1000.0,
                  settings: SolverSettings | None = None) -> dict[str, Any]:
-    """Write ``reconstruction.npz``, ``history.csv``, ``reconstruction.png``, ``curves.png``,
-    ``traces.png`` (observed against the solver's traces of the final model, wavelet applied) and
-    ``report.md`` into ``out_dir``; returns the summary written into the report."""
+    """Write ``reconstruction.npz`` (``sound_speed``, and ``density`` when it was inverted),
+    ``history.csv``, ``reconstruction.png``, ``curves.png``, ``traces.png`` (observed against the
+    solver's traces of the final model, wavelet applied) and ``report.md`` into ``out_dir``; returns the
+    summary written into the report. ``density`` is the known density (used when ``result.density`` is
+    ``None``)."""
     from pdesurrogate.inversion.report import plot_curves, plot_images, write_history_csv
     from pdesurrogate.io import atomic_path, write_text
 
@@ -683,16 +741,19 @@ def save_outputs(acq: Acquisition, result: USCTResult, observed: np.ndarray, out
     settings = settings or SolverSettings()
     with atomic_path(out / "reconstruction.npz") as tmp, open(tmp, "wb") as f:
         np.savez(f, sound_speed=result.sound_speed, signals=result.signals, bands_hz=np.asarray(result.bands),
-                 spacing=acq.grid.spacing)
+                 spacing=acq.grid.spacing, **({} if result.density is None else {"density": result.density}))
     write_history_csv(result.history, out / "history.csv")
     extent = [0, acq.grid.shape[1] * acq.grid.spacing * 1e3, 0, acq.grid.shape[0] * acq.grid.spacing * 1e3]
     panels = {"reconstruction (m/s)": result.sound_speed}
     if truth is not None:
         panels |= {"truth (m/s)": truth, "error (m/s)": result.sound_speed - truth}
-    plot_images(panels, out / "reconstruction.png", extent=extent, shared=[k for k in panels if "error" not in k],
-                units="m/s")
+    if result.density is not None:  # a deviation, drawn like the error map (symmetric about 0)
+        panels["density - 1000 (kg/m^3)"] = result.density - 1000.0
+    plot_images(panels, out / "reconstruction.png", extent=extent,
+                shared=[k for k in panels if "error" not in k and "density" not in k])
     plot_curves({result.history[-1]["forward"] if result.history else "inversion": result.history}, out / "curves.png")
-    modelled = simulate(acq, acoustic.Medium(sound_speed=result.sound_speed, density=density), scheme=settings.scheme,
+    rho = density if result.density is None else result.density
+    modelled = simulate(acq, acoustic.Medium(sound_speed=result.sound_speed, density=rho), scheme=settings.scheme,
                         fd_order=settings.fd_order, pml_size=settings.pml_size)
     modelled = np.asarray(apply_filter(jnp.asarray(modelled), jnp.asarray(result.wavelet, jnp.complex64), acq.nt))
     plot_traces(acq, observed, modelled, out / "traces.png")
@@ -711,11 +772,11 @@ def save_outputs(acq: Acquisition, result: USCTResult, observed: np.ndarray, out
     return summary
 
 
-CONFIG_KEYS = ("forward", "surrogate", "initial", "density", "bounds", "bands", "iterations", "optimizer",
+CONFIG_KEYS = ("forward", "surrogate", "initial", "density", "bounds", "invert_density", "density_bounds", "bands", "iterations", "optimizer",
                "learning_rate", "shots_per_iteration", "tv", "tv_epsilon", "precondition",
                "per_emitter_wavelet", "min_offset", "hybrid", "refresh_every", "solver_iterations",
                "trust_radius", "guard_tolerance", "check_every", "guard_hold", "scale", "scheme", "fd_order",
-               "pml_size", "seed", "checkpoint", "progress")
+               "pml_size", "gradient_checkpoint", "seed", "checkpoint", "progress")
 OBSERVED_KEYS = ("traces", "shape", "spacing", "elements", "signal", "dt")
 
 
@@ -740,7 +801,7 @@ def run_config(config: dict[str, Any], observed_path: str | Path, out_dir: str |
     if unknown:
         raise ValueError(f"unknown config keys {unknown}; allowed: {list(CONFIG_KEYS)}")
     acq, traces, extras = read_observed(observed_path)
-    for key in ("bounds", "bands", "iterations"):
+    for key in ("bounds", "density_bounds", "bands", "iterations"):
         if isinstance(options.get(key), list):
             options[key] = tuple(options[key])
     density = options.pop("density", extras.get("density", 1000.0))

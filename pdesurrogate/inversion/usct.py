@@ -509,6 +509,16 @@ def _field(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
     return a
 
 
+def _positive_box(name: str, pair: Any, what: str) -> Bounds:
+    """The :class:`Bounds` of a ``(lower, upper)`` pair of finite numbers with ``0 < lower <= upper``;
+    ``ValueError`` naming ``name`` otherwise."""
+    values = tuple(pair) if isinstance(pair, tuple | list) else ()
+    if len(values) != 2 or not all(isinstance(v, int | float | np.number) and not isinstance(v, bool)
+                                   and math.isfinite(v) for v in values) or not 0 < values[0] <= values[1]:
+        raise ValueError(f"{name} must be (lower, upper) {what} with 0 < lower <= upper, got {pair!r}")
+    return Bounds(*values)
+
+
 def _positive(name: str, value: Any) -> float:
     try:
         v = float(value)
@@ -594,19 +604,12 @@ def invert(acq: Acquisition, observed: np.ndarray, forward: str | ForwardModel =
     observed = _check_traces("observed", observed, acq)
     water = None if water is None else _check_traces("water", water, acq)
     shape = acq.grid.shape
-    box = Bounds(*bounds) if len(tuple(bounds)) == 2 else None
-    if box is None or box.lower is None or box.upper is None or not box.lower > 0:
-        raise ValueError(f"bounds must be (lower, upper) sound speeds with 0 < lower <= upper (m/s), got {bounds!r}")
+    box = _positive_box("bounds", bounds, "sound speeds (m/s)")
     c0 = _field("initial", initial, shape)
     box.check("initial", c0)
     rho = _field("density", density, shape)
     if invert_density:
-        pair = tuple(density_bounds) if isinstance(density_bounds, tuple | list) else ()
-        if len(pair) != 2 or not all(isinstance(v, int | float) and math.isfinite(v) for v in pair) or \
-                not 0 < pair[0] <= pair[1]:
-            raise ValueError(f"density_bounds must be (lower, upper) densities with 0 < lower <= upper (kg/m^3), "
-                             f"got {density_bounds!r}")
-        dbox = Bounds(*pair)
+        dbox = _positive_box("density_bounds", density_bounds, "densities (kg/m^3)")
         dbox.check("density", rho)
     truth = None if truth is None else _field("truth", truth, shape)
     f_peak = acq.peak_frequency()
